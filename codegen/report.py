@@ -1,0 +1,91 @@
+"""report.json for tools and report.md for people (contract §4)."""
+from __future__ import annotations
+
+import math
+
+from codegen.emit_c import ModelInterface
+from codegen.memory_plan import ArenaPlan
+from runtime.ir import Program
+
+
+def _finite(x: float) -> float | None:
+    return round(x, 2) if math.isfinite(x) else None
+
+
+def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
+    rows = []
+    for step in program.steps:
+        out = program.buffers[step.outputs[0]]
+        rows.append({
+            "name": step.name, "op": step.op, "output": out.name, "output_shape": list(out.shape),
+            "macs": step.macs,
+            "exponents": {"inputs": [program.buffers[i].exp for i in step.inputs], "output": out.exp,
+                          **({"weights": sorted({int(e) for e in -step.arrays["shift"] + out.exp
+                                                 - program.buffers[step.inputs[0]].exp})}
+                             if "shift" in step.arrays else {})},
+            "precision": out.dtype,
+            "weight_bytes": int(sum(a.nbytes for a in step.arrays.values())),
+            "output_bytes": out.nbytes,
+            "snr_db": _finite(layer_snr[out.name]) if out.name in layer_snr else None,
+        })
+    return rows
+
+
+def build_report(*, name: str, target: str, bits: int, program: Program, plan: ArenaPlan,
+                 iface: ModelInterface, snr: float, layer_snr: dict[str, float], offline: bool,
+                 states: list[dict], time_axis: int, warnings: list[str], verification: dict,
+                 passes: list[dict], requantizations: list[str]) -> dict:
+    layers = layer_rows(program, layer_snr)
+    return {
+        "name": name, "target": target, "bits": bits, "rounding": program.rounding,
+        "mode": "offline" if offline else "streaming",
+        "chunk_frames": iface.chunk_frames, "time_axis": time_axis,
+        "latency_frames": iface.latency_frames,
+        "macs_per_call": int(sum(s.macs for s in program.steps)),
+        "weight_bytes": int(sum(r["weight_bytes"] for r in layers)),
+        "state_bytes": iface.state_bytes,
+        "arena_bytes": plan.arena_bytes,
+        "arena_lower_bound_bytes": plan.lower_bound_bytes,
+        "arena_strategy": plan.strategy,
+        "snr_db": _finite(snr),
+        "input": {"name": program.inputs[0], "exponent": iface.input_exp,
+                  "elems_per_call": iface.input_elems},
+        "output": {"name": program.outputs[0], "exponent": iface.output_exp,
+                   "elems_per_call": iface.output_elems, "per_frame": iface.per_frame_output},
+        "states": states,
+        "requantizations": requantizations,
+        "layers": layers,
+        "verification": verification,
+        "passes": passes,
+        "warnings": warnings,
+    }
+
+
+def markdown(report: dict) -> str:
+    r = report
+    lines = [f"# {r['name']}: Rill report", "",
+             f"- target **{r['target']}**, {r['bits']}-bit, rounding {r['rounding'].replace('_', ' ')}",
+             f"- mode **{r['mode']}**, {r['chunk_frames']} frame(s) per call, "
+             f"latency {r['latency_frames']} frame(s)",
+             f"- output SNR vs float (calibration data): **{r['snr_db']} dB**",
+             f"- MACs per call: {r['macs_per_call']:,}",
+             f"- weights (flash): {r['weight_bytes']:,} B; state: {r['state_bytes']:,} B; "
+             f"scratch arena: {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound_bytes']:,} B, "
+             f"{r['arena_strategy']})", ""]
+    if r["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in r["warnings"]] + [""]
+    lines += ["## Layers", "", "| # | node | kernel | output shape | MACs | exp in → out | weights B | SNR dB |",
+              "|---|---|---|---|---|---|---|---|"]
+    for i, l in enumerate(r["layers"]):
+        e = l["exponents"]
+        lines.append(f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {l['macs']:,} | "
+                     f"{e['inputs']} → {e['output']} | {l['weight_bytes']:,} | {l['snr_db']} |")
+    lines += ["", "## State pairs", ""]
+    if r["states"]:
+        lines += ["| input | output | shape | init |", "|---|---|---|---|"]
+        lines += [f"| `{s['input']}` | `{s['output']}` | {s['shape']} | {s['init']} |" for s in r["states"]]
+    else:
+        lines.append("none")
+    v = r["verification"]
+    lines += ["", "## Verification", ""] + [f"- {k}: {val}" for k, val in v.items()] + [""]
+    return "\n".join(lines)

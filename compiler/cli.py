@@ -1,0 +1,124 @@
+"""Command line: `python -m compiler compile MODEL.onnx --target esp32p4 ...`."""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from codegen.names import model_name
+from compiler.context import Options
+from compiler.errors import RillError, UsageError
+from compiler.loader import parse_input_shape
+from compiler.targets import TARGETS, get_target
+
+SUPPORTED_BITS = (8,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m compiler",
+        description="Rill: compile an ONNX time-series model into a streaming ESP-IDF component.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compile", help="compile a model into OUT/<name>/",
+                       description="Compile MODEL into a verified ESP-IDF component in OUT/<name>/.")
+    c.add_argument("model", type=Path, help="the .onnx file (external data next to it is read)")
+    c.add_argument("--target", default="esp32p4", help=f"chip: {', '.join(TARGETS)} (default esp32p4)")
+    c.add_argument("--chunk", type=int, default=None,
+                   help="frames per call (default: the smallest legal chunk)")
+    c.add_argument("--calib", type=Path, default=None,
+                   help="calibration inputs: .npy [N, *input_shape] (or [N, *input_shape[1:]] "
+                        "when the batch is 1), or .npz with one array per input name")
+    c.add_argument("--bits", type=int, default=8, help="8 (int8; 16 and 32 are not supported yet)")
+    c.add_argument("--out", type=Path, default=Path("build"), help="output root (default build)")
+    c.add_argument("--name", default=None, help="C prefix (default: the model file's stem, sanitized)")
+    c.add_argument("--offline", action="store_true", help="compile the whole-window model instead")
+    c.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]D0,D1,...",
+                   help="pin an input's shape (repeatable); needed for dynamic dims")
+    c.add_argument("--time-axis", type=int, default=None,
+                   help="axis of the input that is time (default: the last)")
+    c.add_argument("--dump-passes", type=Path, default=None, metavar="DIR",
+                   help="write the ONNX graph after every pass into DIR (open in Netron)")
+    c.add_argument("--no-verify", action="store_true",
+                   help="skip building and running the generated C on the host")
+    c.add_argument("--force", action="store_true", help="overwrite OUT/<name> if it exists")
+    c.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    c.add_argument("-v", "--verbose", action="store_true", help="print each pass as it runs")
+    return parser
+
+
+def load_calibration(path: Path | None, input_name: str | None = None) -> np.ndarray | None:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise UsageError(f"calibration file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception:
+        raise RillError(f"{path}: not a readable .npy/.npz file") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        arrays = dict(data.items())
+        if len(arrays) != 1 and (input_name is None or input_name not in arrays):
+            raise RillError(f"{path}: expected one array per model input; found {sorted(arrays)}")
+        return arrays[input_name] if input_name in arrays else next(iter(arrays.values()))
+    return data
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    target = get_target(args.target)
+    if args.bits not in SUPPORTED_BITS:
+        raise UsageError(f"--bits {args.bits}: only int8 (--bits 8) is implemented so far")
+    if args.chunk is not None and args.chunk <= 0:
+        raise UsageError("--chunk must be a positive number of frames")
+    name = args.name or model_name(args.model.stem)
+    if name != model_name(name):
+        raise UsageError(f"--name '{name}' is not a valid C prefix; try '{model_name(name)}'")
+    return Options(target=target, bits=args.bits, chunk=args.chunk, offline=args.offline,
+                   time_axis=args.time_axis, calib=load_calibration(args.calib), name=name,
+                   verify=not args.no_verify)
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    from compiler.pipeline import compile_model
+    options = options_from(args)
+    shapes = [parse_input_shape(s) for s in args.input_shape]
+
+    def log(msg: str) -> None:
+        if args.verbose:
+            print(f"rill: {msg}", file=sys.stderr)
+
+    result = compile_model(args.model, options, args.out, input_shapes=shapes,
+                           dump_dir=args.dump_passes, force=args.force, log=log)
+    if not args.quiet:
+        for w in result.warnings:
+            print(f"rill: WARNING: {w}", file=sys.stderr)
+        r = result.report
+        print(f"rill: wrote {result.out_dir} ({r['target']}, int{r['bits']}, {r['mode']}, "
+              f"chunk {r['chunk_frames']}, latency {r['latency_frames']}): SNR {r['snr_db']} dB, "
+              f"weights {r['weight_bytes']} B, state {r['state_bytes']} B, arena {r['arena_bytes']} B "
+              f"(lower bound {r['arena_lower_bound_bytes']} B), {r['macs_per_call']} MACs/call")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
+        return int(exc.code or 0)
+    try:
+        return run_compile(args)
+    except RillError as err:
+        print(f"rill: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("rill: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in Rill: still one clear message, traceback on request
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"rill: internal error: {type(exc).__name__}: {exc}. This is a Rill bug; please "
+              "report it with the model (--verbose shows the traceback)", file=sys.stderr)
+        return 1

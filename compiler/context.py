@@ -1,0 +1,39 @@
+"""The state one compilation carries from pass to pass."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from compiler.targets import Target
+
+
+@dataclass
+class Options:
+    """What the user asked for (CLI flags, already validated)."""
+
+    target: Target
+    bits: int = 8
+    chunk: int | None = None  # None: the smallest legal chunk
+    offline: bool = False
+    time_axis: int | None = None  # None: last axis of the time-series input
+    calib: np.ndarray | None = None  # [N, *input_shape]
+    name: str = "model"
+    verify: bool = True
+
+
+@dataclass
+class CompileContext:
+    graph: gs.Graph
+    options: Options
+    source: Path | None = None
+    properties: set[str] = field(default_factory=set)  # what passes have guaranteed so far
+    warnings: list[str] = field(default_factory=list)
+    # results of analysis passes, keyed by what they describe
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)

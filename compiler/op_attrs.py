@@ -1,0 +1,125 @@
+"""Read ONNX op attributes in one canonical form, whatever the opset or exporter wrote."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from compiler.errors import RillError
+from compiler.graph import const_value, node_label, static_shape
+
+
+def spatial_rank(node: gs.Node) -> int:
+    shape = static_shape(node.inputs[0])
+    if shape is None:
+        raise RillError(f"{node_label(node)}: input shape unknown")
+    return len(shape) - 2
+
+
+def kernel_shape(node: gs.Node) -> list[int]:
+    if "kernel_shape" in node.attrs:
+        return [int(k) for k in node.attrs["kernel_shape"]]
+    w = node.inputs[1]
+    return [int(d) for d in w.shape[2:]]
+
+
+def window_attrs(node: gs.Node) -> dict:
+    """kernel, strides, dilations, pads (begin..., end...) of a Conv/Pool with auto_pad resolved."""
+    rank = spatial_rank(node)
+    kernel = kernel_shape(node)
+    strides = [int(s) for s in node.attrs.get("strides", [1] * rank)]
+    dilations = [int(d) for d in node.attrs.get("dilations", [1] * rank)]
+    pads = [int(p) for p in node.attrs.get("pads", [0] * (2 * rank))]
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        size = static_shape(node.inputs[0])[2:]
+        pads = [0] * (2 * rank)
+        for i in range(rank):
+            out = -(-size[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size[i])
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + rank] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    return {"kernel": kernel, "strides": strides, "dilations": dilations, "pads": pads}
+
+
+def set_explicit_pads(node: gs.Node, pads: list[int]) -> None:
+    node.attrs["pads"] = [int(p) for p in pads]
+    node.attrs["auto_pad"] = "NOTSET"
+
+
+def pad_spec(node: gs.Node) -> tuple[list[int], float, str] | None:
+    """(pads over all axes, constant value, mode) of a Pad node, or None if not constant."""
+    mode = node.attrs.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if len(node.inputs) == 1:  # opset < 11: attributes
+        return [int(p) for p in node.attrs.get("pads", [])], float(node.attrs.get("value", 0.0)), mode
+    pads = const_value(node.inputs[1])
+    if pads is None:
+        return None
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    value = 0.0
+    if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].name:
+        v = const_value(node.inputs[2])
+        if v is None:
+            return None
+        value = float(np.asarray(v).reshape(-1)[0]) if np.asarray(v).size else 0.0
+    rank = len(static_shape(node.inputs[0]) or [])
+    if len(node.inputs) > 3 and node.inputs[3] is not None and node.inputs[3].name:
+        axes = const_value(node.inputs[3])
+        if axes is None:
+            return None
+        full = [0] * (2 * rank)
+        axes = [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+        for i, a in enumerate(axes):
+            full[a], full[a + rank] = pads[i], pads[i + len(axes)]
+        pads = full
+    return pads, value, mode
+
+
+def clip_bounds(node: gs.Node) -> tuple[float, float] | None:
+    """(min, max) of a Clip node with constant bounds, else None."""
+    lo, hi = float("-inf"), float("inf")
+    if "min" in node.attrs or "max" in node.attrs:  # opset < 11
+        return float(node.attrs.get("min", lo)), float(node.attrs.get("max", hi))
+    for idx, default in ((1, lo), (2, hi)):
+        if len(node.inputs) > idx and node.inputs[idx] is not None and node.inputs[idx].name:
+            v = const_value(node.inputs[idx])
+            if v is None:
+                return None
+            if idx == 1:
+                lo = float(np.asarray(v).reshape(-1)[0])
+            else:
+                hi = float(np.asarray(v).reshape(-1)[0])
+    return lo, hi
+
+
+def slice_spec(node: gs.Node) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    """(starts, ends, axes, steps) of a Slice with constant parameters, axes made non-negative."""
+    rank = len(static_shape(node.inputs[0]) or [])
+    if len(node.inputs) == 1:  # opset < 10
+        starts, ends = node.attrs["starts"], node.attrs["ends"]
+        axes = node.attrs.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        vals = []
+        for idx in range(1, 5):
+            if len(node.inputs) > idx and node.inputs[idx] is not None and node.inputs[idx].name:
+                v = const_value(node.inputs[idx])
+                if v is None:
+                    return None
+                vals.append([int(x) for x in np.asarray(v).reshape(-1)])
+            else:
+                vals.append(None)
+        starts, ends, axes, steps = vals
+        axes = axes if axes is not None else list(range(len(starts)))
+        steps = steps if steps is not None else [1] * len(starts)
+    return ([int(s) for s in starts], [int(e) for e in ends],
+            [int(a) % rank for a in axes], [int(s) for s in steps])
+
+
+def normalized_slice(start: int, end: int, step: int, dim: int) -> tuple[int, int, int]:
+    """ONNX Slice clamping for one axis: the python range(start, end, step) it selects."""
+    s, e, _ = slice(start, end, step).indices(dim) if step != 0 else (0, 0, 1)
+    return s, e, step

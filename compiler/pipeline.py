@@ -1,0 +1,228 @@
+"""The compile driver: the ordered pass pipeline, then codegen, verification and the output folder."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from codegen.component import write_component, write_report
+from codegen.emit_c import ModelInterface, SourceWriter
+from codegen.memory import plan_memory
+from codegen.report import build_report, markdown
+from compiler.context import CompileContext, Options
+from compiler.errors import RillError, VerificationError
+from compiler.graph import import_model, static_shape, to_runnable
+from compiler.host_build import build_host, run_host, run_selftest
+from compiler.loader import load_onnx, pin_input_shapes
+from compiler.ort import run_model
+from compiler.pass_manager import Pass, PassManager
+from compiler.simulate import StreamLayout, run_integer
+from compiler.streams import aligned, run_float_stream, snr_db, stitch
+from passes.calibrate import Calibrate
+from passes.fold_constants import FoldConstants
+from passes.fuse_activation import FuseActivation
+from passes.fuse_batchnorm import FuseBatchNorm
+from passes.fuse_gemm import FuseGemm
+from passes.fuse_pad import FusePad
+from passes.fuse_silu import FuseSilu
+from passes.infer_shapes import InferShapes
+from passes.lower_integer import LowerToInteger
+from passes.propagate_qparams import PropagateQParams
+from passes.quantize import Quantize
+from passes.remove_identity import RemoveIdentity
+from passes.streaming_cut import StreamingCut, streaming_metadata, time_series_input
+
+STREAM_TOLERANCE = 1e-5
+
+
+def float_passes(offline: bool) -> list[Pass]:
+    """Normalize and fuse, then cut into a streaming model (unless compiling offline)."""
+    passes: list[Pass] = [RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(),
+                          FuseBatchNorm(), FuseActivation(), FuseSilu(), InferShapes()]
+    return passes if offline else passes + [StreamingCut()]
+
+
+def quantization_passes() -> list[Pass]:
+    return [Calibrate(), Quantize(), PropagateQParams(), LowerToInteger()]
+
+
+def pipeline_for(options: Options) -> list[Pass]:
+    """The ordered pipeline; both targets share it today (they differ in rounding only)."""
+    return float_passes(options.offline) + quantization_passes()
+
+
+@dataclass
+class CompileResult:
+    out_dir: Path
+    report: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_graph(path: Path, input_shapes: list) -> tuple[onnx.ModelProto, object]:
+    model = load_onnx(path)
+    pin_input_shapes(model, input_shapes, path)
+    return model, import_model(model)
+
+
+def prepare_calibration(calib: np.ndarray | None, shape: tuple[int, ...], source: str,
+                        warn: Callable[[str], None]) -> np.ndarray:
+    from passes.calibrate import synthetic_calibration
+    if calib is None:
+        warn("NO CALIBRATION DATA (--calib): exponents come from 64 synthetic standard-normal "
+             "inputs; accuracy on real data may be poor")
+        return synthetic_calibration(shape)
+    if not np.issubdtype(calib.dtype, np.floating):
+        raise RillError(f"{source}: calibration data has dtype {calib.dtype}; expected floats")
+    if tuple(calib.shape[1:]) == tuple(shape):
+        data = calib
+    elif shape[0] == 1 and tuple(calib.shape[1:]) == tuple(shape[1:]):
+        data = calib.reshape((calib.shape[0],) + tuple(shape))
+    else:
+        raise RillError(f"{source}: calibration data has shape {list(calib.shape)}; expected "
+                        f"[N, {', '.join(map(str, shape))}] or [N, {', '.join(map(str, shape[1:]))}]")
+    if data.shape[0] == 0 or not np.all(np.isfinite(data)):
+        raise RillError(f"{source}: calibration data is empty or holds NaN/Inf")
+    return data.astype(np.float32)
+
+
+class Compilation:
+    """One run of the compiler from a loaded graph to a verified output folder."""
+
+    def __init__(self, ctx: CompileContext, *, dump_dir: Path | None = None,
+                 log: Callable[[str], None] = lambda s: None):
+        self.ctx, self.dump_dir, self.log = ctx, dump_dir, log
+
+    def run_passes(self) -> PassManager:
+        manager = PassManager(pipeline_for(self.ctx.options), dump_dir=self.dump_dir,
+                              on_pass=lambda n: self.log(f"pass {n}"))
+        manager.run(self.ctx)
+        return manager
+
+    def layout(self) -> StreamLayout:
+        facts, graph = self.ctx.facts, self.ctx.graph
+        info = facts["time_info"]
+        x = graph.tensors()[facts["program"].inputs[0]]
+        out = facts["program"].outputs[0]
+        out_t = graph.tensors()[out]
+        stream = facts.get("streaming")
+        axis = stream["time_axis"] if stream else len(static_shape(x)) - 1 \
+            if self.ctx.options.time_axis is None else self.ctx.options.time_axis
+        return StreamLayout(axis, static_shape(x)[axis], bool(stream and stream["per_frame_output"]),
+                            info.get(x.name), info.get(out), static_shape(out_t))
+
+
+def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes: list = (),
+                  dump_dir: Path | None = None, force: bool = False,
+                  log: Callable[[str], None] = lambda s: None) -> CompileResult:
+    model, graph = load_graph(path, list(input_shapes))
+    ctx = CompileContext(graph, options, source=path)
+    x = time_series_input(graph)
+    offline_shape = static_shape(x)
+    options.calib = prepare_calibration(options.calib, offline_shape, "--calib", ctx.warn)
+    final = out_root / options.name
+    if final.exists() and not force:
+        raise RillError(f"output folder {final} exists; pass --force to overwrite it")
+    comp = Compilation(ctx, dump_dir=dump_dir, log=log)
+    manager = comp.run_passes()
+    program = ctx.facts["program"]
+    plan = plan_memory(program)
+    layout = comp.layout()
+    stream = ctx.facts.get("streaming")
+    offline_model = to_runnable(ctx.facts.get("offline_graph", ctx.graph))
+    streaming_model = None
+    if stream:
+        streaming_model = to_runnable(ctx.graph)
+        onnx.helper.set_model_props(streaming_model,
+                                    {"rill.streaming": json.dumps(streaming_metadata(stream))})
+    log("simulating the integer program on the calibration data")
+    snr, float_check = evaluate(program, layout, offline_model, streaming_model, stream, options.calib)
+    iface = interface(options, program, plan, layout, stream)
+    test_run = run_integer(program, layout, options.calib[0])
+    writer = SourceWriter(program, plan, iface)
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{options.name}.", dir=out_root))
+    try:
+        write_component(tmp, writer, target=options.target.name, bits=options.bits,
+                        streaming_model=streaming_model, test_inputs=test_run.inputs,
+                        test_outputs=test_run.outputs)
+        verification = {"float_stream_max_rel_error": float_check}
+        if options.verify:
+            log("building and running the generated C")
+            verification.update(verify_c(tmp, options.name, program, layout, options.calib, iface))
+        report = build_report(
+            name=options.name, target=options.target.name, bits=options.bits, program=program,
+            plan=plan, iface=iface, snr=snr, layer_snr={}, offline=options.offline,
+            states=[s.as_json() for s in (stream or {}).get("states", [])],
+            time_axis=layout.time_axis, warnings=ctx.warnings, verification=verification,
+            passes=[{"name": r.name, "changed": r.changed} for r in manager.records],
+            requantizations=ctx.facts.get("requantizations", []))
+        write_report(tmp, report, markdown(report))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return CompileResult(final, report, ctx.warnings)
+
+
+def interface(options: Options, program, plan, layout: StreamLayout, stream) -> ModelInterface:
+    x = program.buffers[program.inputs[0]]
+    y = program.buffers[program.outputs[0]]
+    chunk = layout.chunk
+    return ModelInterface(
+        name=options.name, chunk_frames=chunk, input_channels=x.size // chunk,
+        input_elems=x.size, output_elems=y.size, input_exp=x.exp, output_exp=y.exp,
+        latency_frames=stream["latency_frames"] if stream else 0,
+        per_frame_output=layout.per_frame,
+        state_bytes=sum(program.buffers[s.buffer].nbytes for s in program.states),
+        arena_bytes=plan.arena_bytes)
+
+
+def evaluate(program, layout: StreamLayout, offline_model, streaming_model, stream,
+             data: np.ndarray) -> tuple[float, float | None]:
+    """Quantized-vs-float SNR on the data, and the float streaming model's max relative error."""
+    refs, quants, worst = [], [], 0.0
+    out_axis = layout.output_info.axis if layout.per_frame else 0
+    latency = stream["latency_frames"] if stream else 0
+    for i, x in enumerate(data):
+        offline = next(iter(run_model(offline_model, {offline_model.graph.input[0].name: x}).values()))
+        q = run_integer(program, layout, x).result
+        a, b = aligned(q, offline, latency, out_axis, layout.per_frame)
+        quants.append(a.reshape(-1))
+        refs.append(b.reshape(-1))
+        if streaming_model is not None and i < 8:
+            s = stitch(run_float_stream(streaming_model, streaming_metadata(stream), x),
+                       layout.per_frame, out_axis)
+            sa, sb = aligned(s, offline, latency, out_axis, layout.per_frame)
+            worst = max(worst, float(np.max(np.abs(sa - sb))) / max(float(np.max(np.abs(offline))), 1e-30))
+    if streaming_model is not None and worst > STREAM_TOLERANCE:
+        raise VerificationError(f"the streaming model differs from the offline model "
+                                f"(max relative error {worst:.3g} > {STREAM_TOLERANCE:g}); "
+                                "this is a Rill bug: please report it with the model")
+    return snr_db(np.concatenate(refs), np.concatenate(quants)), (worst if streaming_model else None)
+
+
+def verify_c(component: Path, name: str, program, layout: StreamLayout, data: np.ndarray,
+             iface: ModelInterface) -> dict:
+    """Build the component, run its self-test and compare it with the integer reference."""
+    with tempfile.TemporaryDirectory(prefix="rill-verify-") as work:
+        exe = build_host(component, name, Path(work))
+        if run_selftest(exe) != 0:
+            raise VerificationError("the generated component's self-test failed")
+        checked = 0
+        for x in list(data[:4]) + [np.full_like(data[0], 1e6), np.full_like(data[0], -1e6)]:
+            ref = run_integer(program, layout, x)
+            got = run_host(exe, ref.inputs, out_elems=iface.output_elems)
+            if not np.array_equal(got, ref.outputs):
+                call = int(np.argmax(np.any(got != ref.outputs, axis=1)))
+                raise VerificationError(f"the generated C differs from the integer reference at "
+                                        f"call {call}; this is a Rill bug: please report it")
+            checked += len(ref.inputs)
+        return {"c_bit_exact_calls": checked, "selftest": "passed"}

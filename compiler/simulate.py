@@ -1,0 +1,44 @@
+"""Run the integer program on float inputs, the way the chip will (quantize, stream, dequantize)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.streams import chunks, from_physical, stitch, to_physical
+from passes.time_analysis import TimeInfo
+from runtime.ir import Program
+from runtime.reference.interpreter import run_stream
+from runtime.reference.kernels import dequantize_s8_f32, quantize_f32_s8
+
+
+@dataclass
+class IntegerRun:
+    inputs: np.ndarray  # [calls, input_elems] int8, what `<name>_run` receives
+    outputs: np.ndarray  # [calls, output_elems] int8
+    result: np.ndarray  # float, ONNX layout, stitched like the offline output
+
+
+@dataclass
+class StreamLayout:
+    """How the model's input and output map to call buffers."""
+
+    time_axis: int
+    chunk: int
+    per_frame: bool
+    input_info: TimeInfo | None
+    output_info: TimeInfo | None
+    output_shape: tuple[int, ...]  # ONNX shape of one call's output
+
+
+def run_integer(program: Program, layout: StreamLayout, x: np.ndarray) -> IntegerRun:
+    e_in = program.buffers[program.inputs[0]].exp
+    e_out = program.buffers[program.outputs[0]].exp
+    q_chunks = [quantize_f32_s8(to_physical(c, layout.input_info), exp=e_in, mode=program.rounding)
+                for c in chunks(x.astype(np.float32), layout.time_axis, layout.chunk)]
+    q_out = run_stream(program, q_chunks)
+    per_call = [from_physical(dequantize_s8_f32(q, exp=e_out), layout.output_shape, layout.output_info)
+                for q in q_out]
+    return IntegerRun(np.stack(q_chunks), np.stack(q_out),
+                      stitch(per_call, layout.per_frame,
+                             layout.output_info.axis if layout.per_frame else 0))

@@ -1,0 +1,51 @@
+"""Run the float model on calibration data and keep every activation's values.
+
+Calibration runs the offline (whole-window) float model, whose tensors have the same names as
+the streaming model's data tensors; state windows inherit their exponents by propagation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.context import CompileContext
+from compiler.graph import to_runnable
+from compiler.ort import session
+from compiler.pass_manager import Pass
+from compiler.ort import with_all_outputs
+
+MAX_SAMPLES_PER_TENSOR = 1 << 20
+
+
+def synthetic_calibration(shape: tuple[int, ...], n: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n,) + tuple(shape)).astype(np.float32)
+
+
+class Calibrate(Pass):
+    name = "calibrate"
+    requires = frozenset({"activations-fused"})
+    ensures = frozenset({"calibrated"})
+
+    def run(self, ctx: CompileContext) -> bool:
+        graph = ctx.facts.get("offline_graph", ctx.graph)
+        model = to_runnable(graph)
+        names = [t.name for t in graph.tensors().values()
+                 if not hasattr(t, "values") and t.name and t not in graph.inputs]
+        sess = session(with_all_outputs(model, names))
+        in_name = sess.get_inputs()[0].name
+        out_names = [o.name for o in sess.get_outputs()]
+        data = ctx.options.calib
+        collected: dict[str, list[np.ndarray]] = {n: [] for n in out_names + [in_name]}
+        for sample in data:
+            values = sess.run(out_names, {in_name: sample.astype(np.float32)})
+            collected[in_name].append(sample.reshape(-1))
+            for n, v in zip(out_names, values):
+                collected[n].append(np.asarray(v, np.float32).reshape(-1))
+        rng = np.random.default_rng(0)
+        samples = {}
+        for n, parts in collected.items():
+            flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            if flat.size > MAX_SAMPLES_PER_TENSOR:
+                flat = rng.choice(flat, MAX_SAMPLES_PER_TENSOR, replace=False)
+            samples[n] = flat
+        ctx.facts["calibration"] = samples
+        return False

@@ -1,0 +1,58 @@
+"""Fold an inference-mode BatchNormalization into the Conv that produces its input."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from compiler.graph import const_value, only_consumer
+from compiler.rewriter import RewritePass, RewriteRule
+
+
+class FoldBatchNormIntoConv(RewriteRule):
+    name = "fold-batchnorm"
+    anchor_ops = frozenset({"BatchNormalization"})
+
+    def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
+        src = node.inputs[0]
+        conv = src.inputs[0] if src.inputs else None
+        if conv is None or conv.op != "Conv" or only_consumer(src) is not node or src in graph.outputs:
+            return None
+        params = [const_value(t) for t in node.inputs[1:5]]
+        w = const_value(conv.inputs[1])
+        b = const_value(conv.inputs[2]) if len(conv.inputs) > 2 else None
+        if any(p is None for p in params) or w is None:
+            return None
+        if len(conv.inputs) > 2 and b is None:
+            return None
+        return {"bn": node, "conv": conv, "params": params, "w": w, "b": b}
+
+    def check(self, graph: gs.Graph, m: dict[str, Any]) -> bool:
+        return not int(m["bn"].attrs.get("training_mode", 0)) and \
+            sum(1 for o in m["bn"].outputs if o.outputs or o in graph.outputs) <= 1
+
+    def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
+        bn, conv, w = m["bn"], m["conv"], m["w"].astype(np.float64)
+        gamma, beta, mean, var = (p.astype(np.float64) for p in m["params"])
+        eps = float(bn.attrs.get("epsilon", 1e-5))
+        scale = gamma / np.sqrt(var + eps)
+        bias = m["b"].astype(np.float64) if m["b"] is not None else np.zeros(w.shape[0])
+        new_w = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        new_b = ((bias - mean) * scale + beta).astype(np.float32)
+        conv.inputs[1] = gs.Constant(f"{conv.name}/weight_bn", new_w)
+        bias_const = gs.Constant(f"{conv.name}/bias_bn", new_b)
+        if len(conv.inputs) > 2:
+            conv.inputs[2] = bias_const
+        else:
+            conv.inputs.append(bias_const)
+        out = bn.outputs[0]
+        bn.outputs.clear()
+        conv.outputs[0] = out
+
+
+class FuseBatchNorm(RewritePass):
+    name = "fuse-batchnorm"
+    requires = frozenset({"constants-folded"})
+    ensures = frozenset({"batchnorm-folded"})
+    rules = (FoldBatchNormIntoConv(),)

@@ -1,0 +1,108 @@
+"""Canonical Gemm: `y = x @ W^T + b` with W stored [N, K], alpha = beta = 1.
+
+MatMul by a constant followed by Add of a constant bias becomes one Gemm; Gemm's alpha, beta and
+transB are folded into its constants; a following bias Add is folded into the Gemm's bias.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from compiler.graph import const_value, only_consumer, static_shape
+from compiler.rewriter import RewritePass, RewriteRule
+
+
+def _bias_of(add: gs.Node, src: gs.Tensor, n: int) -> np.ndarray | None:
+    other = add.inputs[1] if add.inputs[0] is src else add.inputs[0]
+    b = const_value(other)
+    if b is None or b.size not in (1, n) or (b.ndim > 1 and any(d != 1 for d in b.shape[:-1])):
+        return None
+    return np.broadcast_to(b.reshape(-1).astype(np.float32), (n,)).copy()
+
+
+class MatMulToGemm(RewriteRule):
+    name = "matmul-to-gemm"
+    anchor_ops = frozenset({"MatMul"})
+
+    def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
+        w = const_value(node.inputs[1])
+        shape = static_shape(node.inputs[0])
+        if w is None or w.ndim != 2 or shape is None or len(shape) != 2:
+            return None
+        return {"mm": node, "w": w}
+
+    def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
+        mm, w = m["mm"], m["w"].astype(np.float32)
+        gemm = gs.Node("Gemm", name=mm.name, attrs={"transB": 1},
+                       inputs=[mm.inputs[0], gs.Constant(f"{mm.name}/weight_t", np.ascontiguousarray(w.T))],
+                       outputs=[mm.outputs[0]])
+        mm.outputs.clear()
+        graph.nodes.append(gemm)
+
+
+class CanonicalGemm(RewriteRule):
+    name = "canonical-gemm"
+    anchor_ops = frozenset({"Gemm"})
+
+    def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
+        if node.attrs.get("_rill_canonical"):
+            return None
+        b = const_value(node.inputs[1])
+        if b is None or int(node.attrs.get("transA", 0)):
+            return None
+        c = const_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
+        if len(node.inputs) > 2 and node.inputs[2].name and c is None:
+            return None
+        return {"gemm": node, "b": b, "c": c}
+
+    def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
+        g = m["gemm"]
+        alpha, beta = float(g.attrs.get("alpha", 1.0)), float(g.attrs.get("beta", 1.0))
+        w = m["b"].astype(np.float64)
+        w = w if int(g.attrs.get("transB", 0)) else w.T
+        n = w.shape[0]
+        bias = np.zeros(n) if m["c"] is None else np.broadcast_to(m["c"].reshape(-1), (n,))
+        while len(g.inputs) > 1:
+            del g.inputs[-1]
+        g.inputs.append(gs.Constant(f"{g.name}/weight", (alpha * w).astype(np.float32)))
+        g.inputs.append(gs.Constant(f"{g.name}/bias", (beta * bias).astype(np.float32)))
+        g.attrs = {"transB": 1, "_rill_canonical": 1}
+
+
+class FoldBiasAdd(RewriteRule):
+    name = "gemm-bias"
+    anchor_ops = frozenset({"Add"})
+
+    def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
+        for src in node.inputs:
+            prod = src.inputs[0] if src.inputs else None
+            if prod is not None and prod.op == "Gemm" and prod.attrs.get("_rill_canonical") \
+                    and only_consumer(src) is node and src not in graph.outputs:
+                n = const_value(prod.inputs[1]).shape[0]
+                bias = _bias_of(node, src, n)
+                out = static_shape(node.outputs[0])
+                if bias is not None and out == static_shape(src):
+                    return {"add": node, "gemm": prod, "bias": bias}
+        return None
+
+    def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
+        g, add = m["gemm"], m["add"]
+        g.inputs[2] = gs.Constant(f"{g.name}/bias_add", const_value(g.inputs[2]) + m["bias"])
+        out = add.outputs[0]
+        add.outputs.clear()
+        g.outputs[0] = out
+
+
+class FuseGemm(RewritePass):
+    name = "fuse-gemm"
+    requires = frozenset({"constants-folded"})
+    ensures = frozenset({"gemm-canonical"})
+    rules = (MatMulToGemm(), CanonicalGemm(), FoldBiasAdd())
+
+    def run(self, ctx) -> bool:
+        changed = super().run(ctx)
+        for node in ctx.graph.nodes:  # the marker is private to this pass
+            node.attrs.pop("_rill_canonical", None)
+        return changed

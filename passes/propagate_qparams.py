@@ -1,0 +1,53 @@
+"""Tie exponents of tensors that must share one: passive ops and state pairs.
+
+Passive ops (Reshape, Flatten, Slice, Transpose, Squeeze, Unsqueeze, the streaming Concat of a
+state and its new frames) move values without arithmetic, so input and output share an exponent
+and lower to plain copies. A state pair shares the exponent of the tensor whose frames it holds
+(contract §3). Each group takes the coarsest exponent of its members, so nothing clips.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from compiler.context import CompileContext
+from compiler.errors import RillError
+from compiler.pass_manager import Pass
+
+PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Transpose", "Squeeze", "Unsqueeze", "Concat",
+               "Identity"}
+
+
+class PropagateQParams(Pass):
+    name = "propagate-qparams"
+    requires = frozenset({"quantized"})
+    ensures = frozenset({"qparams-propagated"})
+
+    def run(self, ctx: CompileContext) -> bool:
+        graph = ctx.graph
+        exps: dict[str, int] = dict(ctx.facts["exponents"])
+        ties = nx.Graph()
+        for node in graph.nodes:
+            if node.op not in PASSIVE_OPS:
+                continue
+            data = [t for t in node.inputs[:1 if node.op != "Concat" else None] if not hasattr(t, "values")]
+            for t in data:
+                for o in node.outputs:
+                    ties.add_edge(t.name, o.name)
+        for state in ctx.facts.get("streaming", {}).get("states", []):
+            ties.add_edge(state.input, state.tensor)
+            ties.add_edge(state.output, state.tensor)
+        changed = False
+        groups = []
+        for members in nx.connected_components(ties):
+            known = [exps[m] for m in members if m in exps]
+            if not known:
+                raise RillError(f"no calibration range for tensors {sorted(members)}")
+            e = max(known)
+            changed |= any(exps.get(m) != e for m in members)
+            for m in members:
+                exps[m] = e
+            groups.append(sorted(members))
+        ctx.facts["exponents"] = exps
+        ctx.facts["exponent_groups"] = groups
+        ctx.facts["requantizations"] = []  # none needed: every group shares one exponent
+        return changed

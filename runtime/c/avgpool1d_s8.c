@@ -1,0 +1,37 @@
+#include "rill_kernels.h"
+
+/* rill_avgpool1d_s8: 1-D average pooling over time, per channel,
+ * y = sat8(round_div(sum * 2^max(0,-shift), count * 2^max(0,shift))) with shift = e_out - e_in;
+ * count = kernel if count_include_pad else the number of in-range frames (0 frames gives 0). */
+void rill_avgpool1d_s8(const rill_avgpool1d_params_t *p, const int8_t *x, int8_t *y)
+{
+    const int32_t t_in = p->t_in;
+    const int32_t channels = p->channels;
+    const int32_t kernel = p->kernel;
+    const int32_t stride = p->stride;
+    const int64_t mul_n = (int64_t)1 << (p->shift < 0 ? -p->shift : 0);
+    const int64_t mul_d = (int64_t)1 << (p->shift > 0 ? p->shift : 0);
+    const int32_t span = t_in + p->pad_l + p->pad_r - kernel;
+    const int32_t t_out = span < 0 ? 0 : span / stride + 1; /* no frame if input too short */
+    int32_t t, c, f;
+
+    for (t = 0; t < t_out; ++t) {
+        const int32_t t0 = t * stride - p->pad_l;
+        const int32_t lo = t0 < 0 ? 0 : t0;
+        const int32_t hi = t0 + kernel < t_in ? t0 + kernel : t_in;
+        const int32_t frames = hi > lo ? hi - lo : 0;
+        const int64_t count = p->count_include_pad ? kernel : frames;
+        int8_t *yt = y + t * channels;
+        if (count == 0) {
+            memset(yt, 0, (size_t)channels);
+            continue;
+        }
+        for (c = 0; c < channels; ++c) {
+            int32_t sum = 0;
+            for (f = lo; f < hi; ++f) {
+                sum += x[f * channels + c];
+            }
+            yt[c] = (int8_t)rill_sat8(rill_round_div((int64_t)sum * mul_n, count * mul_d));
+        }
+    }
+}

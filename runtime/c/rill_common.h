@@ -1,0 +1,104 @@
+/* Rill runtime: shared integer helpers (rounding, saturation) for the int8 kernels.
+ *
+ * Define RILL_ROUNDING before including this header:
+ *   0 = round half to even (esp32p4), 1 = round half up, i.e. ties toward +inf (esp32s3).
+ * All helpers are exact and portable C99: no right shift and no left shift of negative values,
+ * no shift by 64 or more.
+ */
+#ifndef RILL_COMMON_H
+#define RILL_COMMON_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#ifndef RILL_ROUNDING
+#error "RILL_ROUNDING must be defined before rill_common.h (0 = half even, 1 = half up)"
+#endif
+#if RILL_ROUNDING != 0 && RILL_ROUNDING != 1
+#error "RILL_ROUNDING must be 0 (half even) or 1 (half up)"
+#endif
+
+/* floor(x / 2^s) for 0 <= s <= 63, without right-shifting a negative value. */
+static inline int64_t rill_floor_shift(int64_t x, int s)
+{
+    return x >= 0 ? (x >> s) : ~(~x >> s);
+}
+
+/* s > 0: x / 2^s rounded with RILL_ROUNDING, exactly; s <= 0: x * 2^-s (caller guarantees it
+ * fits, so -s <= 62). s >= 64 gives 0, which is the exact rounded result for every int64 x. */
+static inline int64_t rill_round_shift(int64_t x, int s)
+{
+    int64_t q;
+    uint64_t r, half;
+    if (s <= 0) {
+        return x * ((int64_t)1 << -s);
+    }
+    if (s > 63) {
+        return 0;
+    }
+    q = rill_floor_shift(x, s);
+    r = (uint64_t)x & ((((uint64_t)1) << s) - 1u); /* x - q*2^s, in [0, 2^s) */
+    half = ((uint64_t)1) << (s - 1);
+#if RILL_ROUNDING == 1
+    return q + (r >= half);
+#else
+    return q + (r > half || (r == half && (q & 1) != 0));
+#endif
+}
+
+/* n / d rounded with RILL_ROUNDING, exactly, for d > 0. */
+static inline int64_t rill_round_div(int64_t n, int64_t d)
+{
+    int64_t q = n / d;
+    int64_t r = n % d;
+    if (r < 0) { /* C99 division truncates toward zero: make q the floor, 0 <= r < d */
+        q -= 1;
+        r += d;
+    }
+    /* compare 2r with d as r against d - r (no overflow) */
+#if RILL_ROUNDING == 1
+    return q + (r >= d - r);
+#else
+    return q + (r > d - r || (r == d - r && (q & 1) != 0));
+#endif
+}
+
+/* Clamp to the int8 range [-128, 127]. */
+static inline int32_t rill_sat8(int64_t v)
+{
+    return v < -128 ? -128 : (v > 127 ? 127 : (int32_t)v);
+}
+
+/* Clamp to [lo, hi] (activation bounds, already quantized). */
+static inline int32_t rill_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Round a float to an integer with RILL_ROUNDING, exactly (no double rounding), then saturate to
+ * int8. NaN gives 0, +-Inf and huge values saturate. */
+static inline int32_t rill_round_f32_sat8(float v)
+{
+    float f, r;
+    int32_t q;
+    if (v != v) {
+        return 0;
+    }
+    if (v > 128.0f) { /* saturate before converting: no UB on huge values */
+        v = 128.0f;
+    } else if (v < -129.0f) {
+        v = -129.0f;
+    }
+    f = floorf(v);
+    r = v - f; /* fraction in [0, 1) */
+    q = (int32_t)f;
+#if RILL_ROUNDING == 1
+    q += (r >= 0.5f);
+#else
+    q += (r > 0.5f || (r == 0.5f && (q % 2) != 0));
+#endif
+    return rill_sat8(q);
+}
+
+#endif /* RILL_COMMON_H */

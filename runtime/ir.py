@@ -1,0 +1,74 @@
+"""The lowered integer program: what the C kernels and the Python integer reference both execute.
+
+A `Program` is a straight-line schedule of kernel `Step`s over named `Buffer`s. Every buffer has a
+*physical* shape: tensors that carry the time axis are stored time-major (frame after frame, the
+other axes in ONNX order), everything else in ONNX order. Steps only ever see physical shapes, so
+the reference and the C code index memory the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ROUNDING_MODES = ("half_even", "half_up")
+
+
+@dataclass
+class Buffer:
+    """One array the schedule reads or writes."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # "int8" | "int16" | "int32"
+    exp: int  # real value = q * 2**exp
+    role: str  # "input" | "output" | "state" | "scratch"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Step:
+    """One kernel call.
+
+    `params` are the integer fields of the kernel's params struct (the same names are the Python
+    reference's keyword arguments); `arrays` are its constant operands (weights, bias, shifts,
+    tables), emitted as `static const` arrays in flash.
+    """
+
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    params: dict[str, int] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    name: str = ""  # the ONNX node this step comes from (for reports and errors)
+    macs: int = 0
+
+
+@dataclass
+class StatePair:
+    """A buffer kept between calls; `update` steps in the schedule write its new contents."""
+
+    buffer: str
+    onnx_input: str
+    onnx_output: str
+    init: int  # initial quantized value of every element
+
+
+@dataclass
+class Program:
+    buffers: dict[str, Buffer]
+    steps: list[Step]
+    inputs: list[str]
+    outputs: list[str]
+    states: list[StatePair]
+    rounding: str  # one of ROUNDING_MODES
+
+    def buffer(self, name: str) -> Buffer:
+        return self.buffers[name]

@@ -1,0 +1,62 @@
+"""Execute a lowered `Program` with the Python integer kernels: the bit-exact reference."""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.ir import Program, Step
+from runtime.reference import kernels as K
+
+
+def initial_state(program: Program) -> dict[str, np.ndarray]:
+    return {s.buffer: np.full(program.buffers[s.buffer].size, s.init, np.int8)
+            for s in program.states}
+
+
+def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
+    p, a = step.params, step.arrays
+    ins = [mem[n] for n in step.inputs]
+    out = step.outputs[0]
+    if step.op == "copy":
+        n, src, dst = p["count"], p["src_offset"], p["dst_offset"]
+        mem[out][dst:dst + n] = ins[0][src:src + n]
+        return
+    if step.op == "conv1d_s8":
+        y = K.conv1d_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
+    elif step.op == "gemm_s8":
+        y = K.gemm_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
+    elif step.op == "add_s8":
+        y = K.add_s8(ins[0], ins[1], mode=mode, **p)
+    elif step.op == "avgpool1d_s8":
+        y = K.avgpool1d_s8(ins[0], mode=mode, **p)
+    elif step.op == "lut_s8":
+        y = K.lut_s8(ins[0], a["table"], **p)
+    elif step.op == "requant_s8":
+        y = K.requant_s8(ins[0], mode=mode, **p)
+    elif step.op == "transpose_s8":
+        y = K.transpose_s8(ins[0], in_shape=p["in_shape"], perm=p["perm"])
+    else:
+        raise ValueError(f"no reference kernel for step op {step.op!r}")
+    mem[out][:] = np.asarray(y, np.int8).reshape(-1)
+
+
+def run_program(program: Program, inputs: dict[str, np.ndarray],
+                state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One call: flat int8 inputs (physical order) and state in, outputs and next state out."""
+    mem = {name: np.zeros(b.size, np.int8) for name, b in program.buffers.items()}
+    for name, value in list(inputs.items()) + list(state.items()):
+        mem[name][:] = np.asarray(value, np.int8).reshape(-1)
+    for step in program.steps:
+        _run_step(step, mem, program.rounding)
+    outputs = {name: mem[name].copy() for name in program.outputs}
+    new_state = {s.buffer: mem[s.buffer].copy() for s in program.states}
+    return outputs, new_state
+
+
+def run_stream(program: Program, chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """Feed quantized input chunks call by call from the initial state; one output per call."""
+    state = initial_state(program)
+    results = []
+    for chunk in chunks:
+        outs, state = run_program(program, {program.inputs[0]: chunk}, state)
+        results.append(outs[program.outputs[0]])
+    return results

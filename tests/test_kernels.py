@@ -1,0 +1,768 @@
+"""The C int8 kernels (runtime/c) against the Python integer reference (runtime/reference), bit
+for bit, in both rounding modes; the reference against exact Fraction arithmetic; and the C
+sources' hygiene (warnings, -m32, amalgamation with renamed prefix).
+
+The C side runs through tests/c/kernel_driver.c, built once per session and rounding mode (with
+AddressSanitizer + UBSan when available); every test batches its calls into one driver run.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # so that plain `pytest` finds the runtime package too
+    sys.path.insert(0, str(ROOT))
+
+from runtime.reference import kernels as ref  # noqa: E402
+
+C_DIR = ROOT / "runtime" / "c"
+DRIVER_SRC = ROOT / "tests" / "c" / "kernel_driver.c"
+KERNEL_SOURCES = sorted(C_DIR.glob("*.c"))
+MODES = ("half_even", "half_up")
+MODE_MACRO = {"half_even": 0, "half_up": 1}
+CC = os.environ.get("CC", "gcc")
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+
+OP = {
+    "conv1d_s8": 1, "gemm_s8": 2, "add_s8": 3, "avgpool1d_s8": 4, "lut_s8": 5,
+    "requant_s8": 6, "transpose_s8": 7, "quantize_f32_s8": 8, "dequantize_s8_f32": 9,
+    "round_shift": 10, "round_div": 11, "round_f32_sat8": 12, "floor_shift": 13,
+}
+
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+
+pytestmark = pytest.mark.skipif(shutil.which(CC) is None, reason=f"no C compiler ({CC})")
+
+
+# --------------------------------------------------------------------------------- C driver
+
+class Driver:
+    """One compiled kernel_driver; `run` sends a batch of calls through one process."""
+
+    def __init__(self, exe: Path, mode: str):
+        self.exe = exe
+        self.mode = mode
+
+    def run(self, calls: list[tuple]) -> list[np.ndarray]:
+        """calls: (op_name, params [int], arrays [ndarray], out_dtype, out_count)."""
+        chunks = []
+        for op, params, arrays, out_dtype, out_count in calls:
+            params = [int(v) for v in params]
+            chunks.append(struct.pack(f"=ii{len(params)}ii", OP[op], len(params), *params,
+                                      len(arrays)))
+            for a in arrays:
+                b = np.ascontiguousarray(a).tobytes()
+                chunks.append(struct.pack("=i", len(b)))
+                chunks.append(b)
+            chunks.append(struct.pack("=i", int(out_count) * np.dtype(out_dtype).itemsize))
+        chunks.append(struct.pack("=i", -1))
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        proc = subprocess.run([str(self.exe)], input=b"".join(chunks), capture_output=True,
+                              env=env, timeout=120)
+        assert proc.returncode == 0, (
+            f"kernel_driver ({self.mode}) failed with status {proc.returncode}:\n"
+            + proc.stderr.decode(errors="replace")[-4000:])
+        out, pos = [], 0
+        for _, _, _, out_dtype, out_count in calls:
+            n = int(out_count) * np.dtype(out_dtype).itemsize
+            out.append(np.frombuffer(proc.stdout[pos:pos + n], dtype=out_dtype).copy())
+            pos += n
+        assert pos == len(proc.stdout), "kernel_driver wrote an unexpected number of bytes"
+        return out
+
+
+def _compile(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([CC, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def drivers(tmp_path_factory) -> dict[str, Driver]:
+    build = tmp_path_factory.mktemp("kernel_driver")
+    probe = build / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    san = _compile([*SANITIZE, str(probe), "-o", str(build / "probe")], build)
+    use_san = san.returncode == 0 and subprocess.run([str(build / "probe")]).returncode == 0
+    result = {}
+    for mode in MODES:
+        exe = build / f"kernel_driver_{mode}"
+        args = [*STRICT, "-O1", *(SANITIZE if use_san else []),
+                f"-DRILL_ROUNDING={MODE_MACRO[mode]}", f"-I{C_DIR}", str(DRIVER_SRC),
+                *map(str, KERNEL_SOURCES), "-lm", "-o", str(exe)]
+        proc = _compile(args, build)
+        assert proc.returncode == 0, f"building the kernel driver failed:\n{proc.stderr}"
+        result[mode] = Driver(exe, mode)
+    return result
+
+
+def assert_same(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    got = np.asarray(got).reshape(-1)
+    want = np.asarray(want).reshape(-1)
+    if got.dtype.kind == "f":  # compare float bits (catches -0.0 and NaN payloads too)
+        got = got.view(np.uint32 if got.itemsize == 4 else np.uint64)
+        want = np.asarray(want, dtype=got.dtype.name.replace("uint", "float")).view(got.dtype)
+    assert got.size == want.size, f"{what}: size {got.size} != {want.size}"
+    if not np.array_equal(got, want.astype(got.dtype)):
+        bad = np.flatnonzero(got != want.astype(got.dtype))
+        i = int(bad[0])
+        raise AssertionError(f"{what}: {bad.size} mismatches; first at flat index {i}: "
+                             f"C {got[i]} != reference {want[i]}")
+
+
+def check_batch(driver: Driver, cases: list[tuple]) -> None:
+    """cases: (description, C call tuple, expected array)."""
+    outs = driver.run([c[1] for c in cases])
+    for (desc, _, want), got in zip(cases, outs):
+        assert_same(got, want, f"[{driver.mode}] {desc}")
+
+
+# --------------------------------------------------------------------------- case builders
+
+def _params(op: str, p: dict) -> list[int]:
+    out = []
+    for f in ref.PARAMS_FIELDS[op]:
+        v = p[f]
+        out.extend(list(v) + [0] * (4 - len(v)) if isinstance(v, (list, tuple)) else [v])
+    return out
+
+
+def conv_case(x, w, bias, shift, p, mode, desc=""):
+    want = ref.conv1d_s8(x, w, bias, shift, **p, mode=mode)
+    call = ("conv1d_s8", _params("conv1d_s8", p),
+            [x.astype(np.int8), w.astype(np.int8), bias.astype(np.int32), shift.astype(np.int8)],
+            np.int8, want.size)
+    return (f"conv1d {desc} {p}", call, want)
+
+
+def gemm_case(x, w, bias, shift, p, mode, desc=""):
+    want = ref.gemm_s8(x, w, bias, shift, **p, mode=mode)
+    call = ("gemm_s8", _params("gemm_s8", p),
+            [x.astype(np.int8), w.astype(np.int8), bias.astype(np.int32), shift.astype(np.int8)],
+            np.int8, want.size)
+    return (f"gemm {desc} {p}", call, want)
+
+
+def rand_i8(rng, shape, extreme=False):
+    if extreme:
+        return rng.choice(np.array([-128, 127, -127, 0, 1, -1], dtype=np.int8), size=shape)
+    return rng.integers(-128, 128, size=shape, dtype=np.int64).astype(np.int8)
+
+
+def rand_act(rng):
+    return [(-128, 127), (0, 127), (-128, 127), (-20, 30)][int(rng.integers(4))]
+
+
+def conv_shapes(rng):
+    kind = rng.choice(["dense", "g2", "depthwise"])
+    if kind == "dense":
+        groups, c_in, c_out = 1, int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    elif kind == "g2":
+        groups = 2
+        c_in, c_out = 2 * int(rng.integers(1, 5)), 2 * int(rng.integers(1, 5))
+    else:
+        c_in = int(rng.integers(1, 9))
+        groups, c_out = c_in, c_in * int(rng.integers(1, 3))
+    kernel = int(rng.integers(1, 6))
+    dilation = int(rng.integers(1, 5))
+    stride = int(rng.integers(1, 4))
+    pad_l = int(rng.integers(0, dilation * (kernel - 1) + 2))
+    pad_r = int(rng.integers(0, dilation * (kernel - 1) + 2))
+    field = dilation * (kernel - 1) + 1
+    t_in = int(rng.integers(max(1, field - pad_l - pad_r), field + 12))
+    return dict(t_in=t_in, c_in=c_in, c_out=c_out, kernel=kernel, stride=stride,
+                dilation=dilation, groups=groups, pad_l=pad_l, pad_r=pad_r)
+
+
+# ------------------------------------------------------------------------------- conv1d
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv1d_random(drivers, mode):
+    cases = []
+    for seed in range(400):
+        rng = np.random.default_rng(1000 + seed)
+        p = conv_shapes(rng)
+        lo, hi = rand_act(rng)
+        p.update(act_min=lo, act_max=hi)
+        cg = p["c_in"] // p["groups"]
+        extreme = seed % 5 == 0
+        x = rand_i8(rng, (p["t_in"], p["c_in"]), extreme)
+        w = rand_i8(rng, (p["c_out"], p["kernel"], cg), extreme)
+        # shifts of both signs; larger ones keep the outputs mostly unsaturated
+        shift = rng.integers(-3, 17, size=p["c_out"])
+        bias = rng.integers(-(2**17), 2**17, size=p["c_out"])
+        if seed % 7 == 0:  # biases that push saturation
+            bias = rng.choice([-(2**24), 2**24, -(2**20), 2**20], size=p["c_out"])
+        cases.append(conv_case(x, w, bias, shift, p, mode, f"seed={seed}"))
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv1d_ties(drivers, mode):
+    """t_out = 1 and bias = tie - dot: every accumulator is an exact odd multiple of 2^(s-1)."""
+    cases, diff = [], 0
+    for seed in range(100):
+        rng = np.random.default_rng(5000 + seed)
+        p = conv_shapes(rng)
+        p.update(pad_l=0, pad_r=0, stride=1, act_min=-128, act_max=127)
+        p["t_in"] = p["dilation"] * (p["kernel"] - 1) + 1
+        cg = p["c_in"] // p["groups"]
+        x = rand_i8(rng, (p["t_in"], p["c_in"]))
+        w = rand_i8(rng, (p["c_out"], p["kernel"], cg))
+        shift = rng.integers(1, 10, size=p["c_out"])
+        zero_bias = np.zeros(p["c_out"], dtype=np.int64)
+        dot = _conv_acc(x, w, zero_bias, p)[0]
+        odd = 2 * rng.integers(-150, 150, size=p["c_out"]) + 1  # negative ties included
+        bias = odd * (1 << (shift - 1)) - dot
+        cases.append(conv_case(x, w, bias, shift, p, mode, f"ties seed={seed}"))
+        other = ref.conv1d_s8(x, w, bias, shift, **p, mode=MODES[1 - MODES.index(mode)])
+        diff += int(np.sum(other != cases[-1][2]))
+    assert diff > 0, "the tie cases do not distinguish the rounding modes"
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv1d_edges(drivers, mode):
+    cases = []
+    base = dict(t_in=6, c_in=4, c_out=4, kernel=3, stride=1, dilation=1, groups=1, pad_l=1,
+                pad_r=1, act_min=-128, act_max=127)
+    for xv in (-128, 127):
+        for wv in (-128, 127):
+            x = np.full((6, 4), xv)
+            w = np.full((4, 3, 4), wv)
+            shift = np.array([8, 9, 0, -1])
+            for bias in (np.zeros(4), np.array([2**20, -(2**20), 5, -5])):
+                cases.append(conv_case(x, w, bias.astype(np.int64), shift, base, mode,
+                                       f"x={xv} w={wv}"))
+    # too short for one output frame: no output at all (C must not compute a stray frame)
+    # (span = t_in + pads - field = -1: C's truncating division must not make that one frame)
+    for t_in, stride in ((1, 2), (2, 2), (2, 3), (1, 1)):
+        short = dict(base, t_in=t_in, kernel=5, pad_l=1, pad_r=1, stride=stride)
+        cases.append(conv_case(np.ones((t_in, 4)), np.ones((4, 5, 4)), np.zeros(4, np.int64),
+                               np.zeros(4), short, mode, "short"))
+        assert cases[-1][2].size == 0
+    # pads wider than the field of view (windows entirely in the padding read zeros: y = bias)
+    wide = dict(base, t_in=2, kernel=2, dilation=3, pad_l=7, pad_r=6, stride=3,
+                act_min=0, act_max=127)
+    rng = np.random.default_rng(7)
+    cases.append(conv_case(rand_i8(rng, (2, 4)), rand_i8(rng, (4, 2, 4)),
+                           rng.integers(-300, 300, 4), np.array([1, 2, 0, -1]), wide, mode,
+                           "wide pads, relu"))
+    check_batch(drivers[mode], cases)
+
+
+def _conv_acc(x, w, bias, p):
+    """Literal transcription of the spec's accumulator (python ints)."""
+    t_in, c_in, c_out, kernel = p["t_in"], p["c_in"], p["c_out"], p["kernel"]
+    cg, og = c_in // p["groups"], c_out // p["groups"]
+    span = t_in + p["pad_l"] + p["pad_r"] - p["dilation"] * (kernel - 1) - 1
+    t_out = span // p["stride"] + 1 if span >= 0 else 0
+    x = np.asarray(x).reshape(t_in, c_in)
+    w = np.asarray(w).reshape(c_out, kernel, cg)
+    acc = np.zeros((t_out, c_out), dtype=object)
+    for t in range(t_out):
+        for co in range(c_out):
+            g = co // og
+            a = int(bias[co])
+            for k in range(kernel):
+                f = t * p["stride"] + k * p["dilation"] - p["pad_l"]
+                if 0 <= f < t_in:
+                    for i in range(cg):
+                        a += int(w[co, k, i]) * int(x[f, g * cg + i])
+            acc[t, co] = a
+    return acc
+
+
+def exact_round(fr: Fraction, mode: str) -> int:
+    f = math.floor(fr)
+    r = fr - f
+    if r > Fraction(1, 2) or (r == Fraction(1, 2) and (mode == "half_up" or f % 2 == 1)):
+        f += 1
+    return f
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv1d_reference_matches_spec_literally(mode):
+    """The vectorized reference against a loop-by-loop reading of the spec with Fractions."""
+    for seed in range(25):
+        rng = np.random.default_rng(9000 + seed)
+        p = conv_shapes(rng)
+        p.update(act_min=-128 if seed % 2 else 0, act_max=127)
+        cg = p["c_in"] // p["groups"]
+        x = rand_i8(rng, (p["t_in"], p["c_in"]))
+        w = rand_i8(rng, (p["c_out"], p["kernel"], cg))
+        shift = rng.integers(-2, 14, size=p["c_out"])
+        bias = rng.integers(-5000, 5000, size=p["c_out"])
+        acc = _conv_acc(x, w, bias, p)
+        want = np.zeros(acc.shape, dtype=np.int64)
+        for (t, co), a in np.ndenumerate(acc):
+            v = exact_round(Fraction(a) / Fraction(2) ** int(shift[co]), mode)
+            want[t, co] = min(max(min(max(v, -128), 127), p["act_min"]), p["act_max"])
+        got = ref.conv1d_s8(x.reshape(-1), w.reshape(-1), bias, shift, **p, mode=mode)
+        assert got.dtype == np.int8 and got.shape == want.shape
+        assert_same(got, want, f"conv1d reference seed={seed} {p}")
+
+
+# --------------------------------------------------------------------------------- gemm
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gemm(drivers, mode):
+    cases, diff = [], 0
+    for seed in range(200):
+        rng = np.random.default_rng(2000 + seed)
+        m, k, n = (int(v) for v in rng.integers(1, 24, size=3))
+        lo, hi = rand_act(rng)
+        p = dict(m=m, k=k, n=n, act_min=lo, act_max=hi)
+        extreme = seed % 4 == 0
+        x = rand_i8(rng, (m, k), extreme)
+        w = rand_i8(rng, (n, k), extreme)
+        shift = rng.integers(-3, 17, size=n)
+        bias = rng.integers(-(2**18), 2**18, size=n)
+        if seed % 6 == 0:
+            bias = rng.choice([-(2**25), 2**25], size=n)
+        cases.append(gemm_case(x, w, bias, shift, p, mode, f"seed={seed}"))
+        # the same shapes with m = 1 and every accumulator on a tie (both signs)
+        p1 = dict(p, m=1, act_min=-128, act_max=127)
+        s1 = rng.integers(1, 12, size=n)
+        dot = x[:1].astype(np.int64) @ w.astype(np.int64).T
+        odd = 2 * rng.integers(-140, 140, size=n) + 1
+        b1 = odd * (1 << (s1 - 1)) - dot[0]
+        cases.append(gemm_case(x[:1], w, b1, s1, p1, mode, f"ties seed={seed}"))
+        other = ref.gemm_s8(x[:1], w, b1, s1, **p1, mode=MODES[1 - MODES.index(mode)])
+        diff += int(np.sum(other != cases[-1][2]))
+    assert diff > 0
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gemm_reference_matches_spec_literally(mode):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        m, k, n = (int(v) for v in rng.integers(1, 7, size=3))
+        x, w = rand_i8(rng, (m, k)), rand_i8(rng, (n, k))
+        bias, shift = rng.integers(-3000, 3000, n), rng.integers(-2, 12, n)
+        want = np.zeros((m, n), dtype=np.int64)
+        for i in range(m):
+            for j in range(n):
+                a = int(bias[j]) + sum(int(x[i, l]) * int(w[j, l]) for l in range(k))
+                v = exact_round(Fraction(a) / Fraction(2) ** int(shift[j]), mode)
+                want[i, j] = max(0, min(127, v))
+        got = ref.gemm_s8(x, w, bias, shift, m=m, k=k, n=n, act_min=0, act_max=127, mode=mode)
+        assert_same(got, want, "gemm reference")
+
+
+# ---------------------------------------------------------------------------------- add
+
+@pytest.mark.parametrize("mode", MODES)
+def test_add(drivers, mode):
+    cases = []
+    every = np.arange(-128, 128)
+    a_all, b_all = np.meshgrid(every, every)  # all 65536 input pairs
+    a_all, b_all = a_all.reshape(-1), b_all.reshape(-1)
+    for shift_a, shift_b, shift_out in [(0, 0, 1), (0, 0, 0), (0, 3, 2), (2, 0, 3), (0, 5, 6),
+                                        (1, 0, -1), (0, 0, -2), (0, 7, 9), (4, 0, 1)]:
+        lo, hi = (0, 127) if shift_out == 2 else (-128, 127)
+        p = dict(n=a_all.size, shift_a=shift_a, shift_b=shift_b, shift_out=shift_out,
+                 act_min=lo, act_max=hi)
+        want = ref.add_s8(a_all, b_all, **p, mode=mode)
+        cases.append((f"add {p}", ("add_s8", _params("add_s8", p),
+                                   [a_all.astype(np.int8), b_all.astype(np.int8)], np.int8,
+                                   a_all.size), want))
+    for seed in range(30):
+        rng = np.random.default_rng(3000 + seed)
+        n = int(rng.integers(0, 50))
+        lo, hi = rand_act(rng)
+        p = dict(n=n, shift_a=int(rng.integers(0, 8)), shift_b=int(rng.integers(0, 8)),
+                 shift_out=int(rng.integers(-3, 12)), act_min=lo, act_max=hi)
+        a, b = rand_i8(rng, n, seed % 3 == 0), rand_i8(rng, n, seed % 3 == 0)
+        want = ref.add_s8(a, b, **p, mode=mode)
+        cases.append((f"add {p}", ("add_s8", _params("add_s8", p), [a, b], np.int8, n), want))
+    check_batch(drivers[mode], cases)
+
+
+def test_add_reference_exact():
+    rng = np.random.default_rng(11)
+    for mode in MODES:
+        for _ in range(30):
+            sa, sb, so = int(rng.integers(0, 6)), int(rng.integers(0, 6)), int(rng.integers(-2, 9))
+            a, b = rand_i8(rng, 40), rand_i8(rng, 40)
+            got = ref.add_s8(a, b, n=40, shift_a=sa, shift_b=sb, shift_out=so, act_min=-128,
+                             act_max=127, mode=mode)
+            want = [max(-128, min(127, exact_round(
+                Fraction(int(x) * 2**sa + int(y) * 2**sb) / Fraction(2) ** so, mode)))
+                for x, y in zip(a, b)]
+            assert_same(got, np.array(want), f"add reference {mode} {sa} {sb} {so}")
+
+
+# ------------------------------------------------------------------------------ avgpool
+
+def avgpool_literal(x, p, mode):
+    t_in, ch, kernel, stride = p["t_in"], p["channels"], p["kernel"], p["stride"]
+    span = t_in + p["pad_l"] + p["pad_r"] - kernel
+    t_out = span // stride + 1 if span >= 0 else 0
+    x = np.asarray(x).reshape(t_in, ch)
+    y = np.zeros((t_out, ch), dtype=np.int64)
+    for t in range(t_out):
+        frames = [t * stride + k - p["pad_l"] for k in range(kernel)]
+        frames = [f for f in frames if 0 <= f < t_in]
+        count = kernel if p["count_include_pad"] else len(frames)
+        for c in range(ch):
+            s = sum(int(x[f, c]) for f in frames)
+            if count == 0:
+                y[t, c] = 0
+                continue
+            # real average * 2^(e_in - e_out) = s / count * 2^-shift
+            v = exact_round(Fraction(s, count) / Fraction(2) ** p["shift"], mode)
+            y[t, c] = max(-128, min(127, v))
+    return y
+
+
+def avgpool_params(rng):
+    kernel = int(rng.integers(1, 6))
+    return dict(t_in=int(rng.integers(1, 16)), channels=int(rng.integers(1, 7)), kernel=kernel,
+                stride=int(rng.integers(1, 4)), pad_l=int(rng.integers(0, kernel + 1)),
+                pad_r=int(rng.integers(0, kernel + 1)),
+                count_include_pad=int(rng.integers(0, 2)), shift=int(rng.integers(-3, 4)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_avgpool1d(drivers, mode):
+    cases = []
+    for seed in range(400):
+        rng = np.random.default_rng(4000 + seed)
+        p = avgpool_params(rng)
+        if seed % 10 == 0:
+            p.update(pad_l=p["kernel"] + 1, count_include_pad=0)  # windows with no frame
+        x = rand_i8(rng, (p["t_in"], p["channels"]), seed % 4 == 0)
+        want = ref.avgpool1d_s8(x, **p, mode=mode)
+        cases.append((f"avgpool {p}", ("avgpool1d_s8", _params("avgpool1d_s8", p), [x], np.int8,
+                                       want.size), want))
+    # input shorter than the window: no output frame
+    for t_in, stride, channels in ((1, 2, 1), (2, 2, 3), (2, 3, 2), (1, 1, 1)):
+        p = dict(t_in=t_in, channels=channels, kernel=4, stride=stride, pad_l=1, pad_r=0,
+                 count_include_pad=1, shift=0)
+        x = np.ones((t_in, channels), dtype=np.int8)
+        want = ref.avgpool1d_s8(x, **p, mode=mode)
+        assert want.size == 0
+        cases.append((f"avgpool short {p}",
+                      ("avgpool1d_s8", _params("avgpool1d_s8", p), [x], np.int8, 0), want))
+    # all-equal windows of +-odd values over 2 or 4 frames give exact ties after shifts
+    for cip in (0, 1):
+        for v in (-128, 127, 1, -1, 3, -3):
+            p = dict(t_in=8, channels=3, kernel=4, stride=2, pad_l=1, pad_r=2,
+                     count_include_pad=cip, shift=1)
+            x = np.full((8, 3), v, dtype=np.int8)
+            want = ref.avgpool1d_s8(x, **p, mode=mode)
+            cases.append((f"avgpool ties {p} v={v}",
+                          ("avgpool1d_s8", _params("avgpool1d_s8", p), [x], np.int8, want.size),
+                          want))
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_avgpool1d_reference_matches_spec_literally(mode):
+    for seed in range(120):
+        rng = np.random.default_rng(4000 + seed)
+        p = avgpool_params(rng)
+        x = rand_i8(rng, (p["t_in"], p["channels"]))
+        assert_same(ref.avgpool1d_s8(x, **p, mode=mode), avgpool_literal(x, p, mode),
+                    f"avgpool reference {p}")
+
+
+# ------------------------------------------------------------------ lut, requant, transpose
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lut_requant_transpose(drivers, mode):
+    cases = []
+    rng = np.random.default_rng(6000)
+    every = np.arange(-128, 128).astype(np.int8)
+    for _ in range(5):
+        table = rand_i8(rng, 256)
+        x = np.concatenate([every, rand_i8(rng, 100)])
+        want = ref.lut_s8(x, table)
+        assert_same(want, table[x.astype(np.int64) + 128], "lut reference")
+        cases.append(("lut", ("lut_s8", [x.size], [table, x], np.int8, x.size), want))
+    cases.append(("lut n=0", ("lut_s8", [0], [rand_i8(rng, 256), every[:0]], np.int8, 0),
+                  np.zeros(0, np.int8)))
+    for shift in [*range(-10, 12), 20, 40, -40, 62, 63, 64, 100]:
+        x = np.concatenate([every, rand_i8(rng, 30)])
+        want = ref.requant_s8(x, shift=shift, mode=mode)
+        if 1 <= shift <= 30:  # against exact arithmetic
+            exact = [max(-128, min(127, exact_round(Fraction(int(v), 2**shift), mode))) for v in x]
+            assert_same(want, np.array(exact), f"requant reference shift={shift}")
+        cases.append((f"requant shift={shift}", ("requant_s8", [x.size, shift], [x], np.int8,
+                                                 x.size), want))
+    for seed in range(60):
+        rng = np.random.default_rng(6100 + seed)
+        rank = int(rng.integers(1, 5))
+        shape = [int(v) for v in rng.integers(1, 6, size=rank)]
+        if seed % 9 == 0:
+            shape[int(rng.integers(rank))] = 0 if seed % 18 == 0 else 1
+        perm = [int(v) for v in rng.permutation(rank)]
+        x = rand_i8(rng, int(np.prod(shape)))
+        p = dict(rank=rank, in_shape=shape, perm=perm)
+        want = ref.transpose_s8(x, **p)
+        assert_same(want, x.reshape(shape).transpose(perm), "transpose reference")
+        padded = ref.transpose_s8(x, rank=rank, in_shape=shape + [7] * (4 - rank),
+                                  perm=perm + [3] * (4 - rank))
+        assert_same(padded, want, "transpose reference (padded params)")
+        cases.append((f"transpose {p}", ("transpose_s8", _params("transpose_s8", p), [x],
+                                         np.int8, x.size), want))
+    check_batch(drivers[mode], cases)
+
+
+# ------------------------------------------------------------------- quantize / dequantize
+
+def _tie_floats(rng) -> np.ndarray:
+    ties = np.arange(-131, 131) + 0.5
+    base = np.concatenate([ties, np.arange(-131, 132), [0.5, 1.5, -0.5, -2.5, 2.5, -1.5]])
+    base = base.astype(np.float32)
+    near = np.concatenate([np.nextafter(base, np.float32(np.inf)),
+                           np.nextafter(base, np.float32(-np.inf))])
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, 3.4e38,
+                        -3.4e38, 1e-45, -1e-45, 1e-38, 127.49999, 127.5, 127.50001, 128.0,
+                        128.5, -128.49999, -128.5, -128.50002, -129.0, -129.5, 0.49999997,
+                        -0.49999997, 2**23 + 1.0, -(2**23) - 1.0, 2**24, 2**31, -(2**31),
+                        2**63, -(2**63)], dtype=np.float32)
+    rand = (rng.standard_normal(400) * 80).astype(np.float32)
+    return np.concatenate([base, near, special, rand]).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_quantize_dequantize(drivers, mode):
+    cases = []
+    rng = np.random.default_rng(7000)
+    v = _tie_floats(rng)
+    for exp in [0, 1, -1, 3, -3, 7, -7, 10, -10, 20, -20, 100, -100, 126, -126, 127, -127, 149,
+                -149, 150, -150, 200, -200]:
+        # scaled copies keep the ties: x = v * 2^exp makes x * 2^-exp == v exactly
+        with np.errstate(over="ignore", under="ignore"):
+            x = np.ldexp(v, exp).astype(np.float32) if abs(exp) <= 20 else v
+        want = ref.quantize_f32_s8(x, exp=exp, mode=mode)
+        if abs(exp) <= 20:
+            finite = np.isfinite(v)
+            exact = np.array([max(-128, min(127, exact_round(Fraction(float(f)), mode)))
+                              for f in v[finite]])
+            assert_same(want[finite], exact, f"quantize reference exp={exp}")
+            assert np.all(want[np.isnan(v)] == 0)
+            assert np.all(want[v == np.inf] == 127) and np.all(want[v == -np.inf] == -128)
+        cases.append((f"quantize exp={exp}", ("quantize_f32_s8", [x.size, exp], [x], np.int8,
+                                              x.size), want))
+        q = np.arange(-128, 128).astype(np.int8)
+        want_d = ref.dequantize_s8_f32(q, exp=exp)
+        if abs(exp) <= 100:
+            assert_same(want_d, np.array([float(Fraction(int(i)) * Fraction(2) ** exp)
+                                          for i in q], dtype=np.float32), "dequantize reference")
+        cases.append((f"dequantize exp={exp}", ("dequantize_s8_f32", [q.size, exp], [q],
+                                                np.float32, q.size), want_d))
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_f32_sat8_helper(drivers, mode):
+    v = _tie_floats(np.random.default_rng(7100))
+    want = ref._round_f32_sat8(v, mode)
+    check_batch(drivers[mode], [("rill_round_f32_sat8", ("round_f32_sat8", [v.size], [v],
+                                                          np.int8, v.size), want)])
+
+
+def test_quantize_examples():
+    x = np.array([0.5, 1.5, -0.5, -2.5, 2.5, -1.5, np.nan, np.inf, -np.inf, 1e30,
+                  0.49999997, -0.50000006], dtype=np.float32)
+    assert ref.quantize_f32_s8(x, exp=0, mode="half_even").tolist() == \
+        [0, 2, 0, -2, 2, -2, 0, 127, -128, 127, 0, -1]
+    assert ref.quantize_f32_s8(x, exp=0, mode="half_up").tolist() == \
+        [1, 2, 0, -2, 3, -1, 0, 127, -128, 127, 0, -1]
+    # exp = -2: q = x * 4
+    assert ref.quantize_f32_s8(np.float32([0.125, 0.375]), exp=-2, mode="half_even").tolist() \
+        == [0, 2]
+
+
+# --------------------------------------------------------- round_shift / round_div / round_to_int
+
+def _shift_samples(rng):
+    xs, ss = [], []
+    specials = [0, 1, -1, 2, -2, 3, -3, I64_MIN, I64_MAX, I64_MIN + 1, -(2**62), 2**62]
+    for s in [*range(1, 64), 64, 65, 100]:
+        half = 1 << (s - 1) if s <= 63 else 0
+        vals = list(specials)
+        if s <= 62:
+            for j in (-3, -2, -1, 0, 1, 2):  # exact ties, both signs, and their neighbours
+                t = (2 * j + 1) * half
+                vals += [t, t - 1, t + 1]
+        vals += [int(v) for v in rng.integers(I64_MIN, I64_MAX, size=20, dtype=np.int64)]
+        vals += [int(v) for v in rng.integers(-(2**20), 2**20, size=10)]
+        vals = [v for v in vals if I64_MIN <= v <= I64_MAX]
+        xs += vals
+        ss += [s] * len(vals)
+    for s in range(-40, 1):  # left shifts that fit
+        lim = 2 ** (62 + s)
+        vals = [0, 1, -1, lim - 1, -lim] + [int(v) for v in rng.integers(-lim, lim, size=8)]
+        xs += vals
+        ss += [s] * len(vals)
+    return np.array(xs, dtype=np.int64), np.array(ss, dtype=np.int32)
+
+
+def _exact_shift(x: int, s: int, mode: str) -> int:
+    return exact_round(Fraction(x, 2**s), mode) if s > 0 else x * 2**-s
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_shift(drivers, mode):
+    xs, ss = _shift_samples(np.random.default_rng(8000))
+    exact = np.array([_exact_shift(int(x), int(s), mode) for x, s in zip(xs, ss)], dtype=np.int64)
+    assert_same(ref.round_shift(xs, ss, mode), exact, "round_shift reference vs Fraction")
+    floor = np.array([int(x) >> int(s) for x, s in zip(xs, ss) if 0 <= s <= 63], dtype=np.int64)
+    keep = (ss >= 0) & (ss <= 63)
+    check_batch(drivers[mode], [
+        ("rill_round_shift", ("round_shift", [xs.size], [xs, ss], np.int64, xs.size), exact),
+        ("rill_floor_shift", ("floor_shift", [int(keep.sum())], [xs[keep], ss[keep]], np.int64,
+                              int(keep.sum())), floor),
+    ])
+
+
+def test_round_shift_examples():
+    assert ref.round_shift([5, -5, 7, -7, 6, -6, 3], 1, "half_even").tolist() == \
+        [2, -2, 4, -4, 3, -3, 2]
+    assert ref.round_shift([5, -5, 7, -7, 6, -6, 3], 1, "half_up").tolist() == \
+        [3, -2, 4, -3, 3, -3, 2]
+    assert ref.round_shift([3, -3], [-2, -3], "half_up").tolist() == [12, -24]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_div(drivers, mode):
+    rng = np.random.default_rng(8100)
+    ns, ds = [], []
+    for d in [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 2**31, 3 * 2**20, 2**62, 2**62 + 1, I64_MAX]:
+        vals = [0, 1, -1, I64_MIN, I64_MAX, d, -d, d // 2, -(d // 2), d // 2 + 1]
+        if d % 2 == 0 and d < 2**40:  # exact ties (odd multiples of d/2), both signs
+            vals += [(2 * j + 1) * (d // 2) for j in range(-4, 4)]
+        vals += [int(v) for v in rng.integers(I64_MIN, I64_MAX, size=10, dtype=np.int64)]
+        vals += [int(v) for v in rng.integers(-1000, 1000, size=10)]
+        ns += vals
+        ds += [d] * len(vals)
+    for _ in range(300):
+        ns.append(int(rng.integers(I64_MIN, I64_MAX, dtype=np.int64)))
+        ds.append(int(rng.integers(1, 2**int(rng.integers(1, 63)))))
+    n, d = np.array(ns, dtype=np.int64), np.array(ds, dtype=np.int64)
+    exact = np.array([exact_round(Fraction(int(a), int(b)), mode) for a, b in zip(n, d)],
+                     dtype=np.int64)
+    assert_same(ref.round_div(n, d, mode), exact, "round_div reference vs Fraction")
+    check_batch(drivers[mode], [("rill_round_div", ("round_div", [n.size], [n, d], np.int64,
+                                                    n.size), exact)])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_to_int(mode):
+    rng = np.random.default_rng(8200)
+    ties = np.arange(-300, 300) + 0.5
+    v = np.concatenate([ties, np.nextafter(ties, np.inf), np.nextafter(ties, -np.inf),
+                        [0.0, -0.0, 0.49999999999999994, -0.49999999999999994, 2.0**52 + 1,
+                         -(2.0**52) - 1, 2.0**53, 1e300, -1e300, 4.5e15 + 0.5, -4.5e15 - 0.5],
+                        rng.standard_normal(500) * 1000, rng.standard_normal(50) * 1e17])
+    got = ref.round_to_int(v, mode)
+    exact = np.array([float(exact_round(Fraction(float(f)), mode)) for f in v])
+    assert_same(got, exact, f"round_to_int {mode}")
+    special = ref.round_to_int(np.array([np.nan, np.inf, -np.inf]), mode)
+    assert np.isnan(special[0]) and special[1] == np.inf and special[2] == -np.inf
+
+
+def test_bad_mode_rejected():
+    with pytest.raises(ValueError):
+        ref.round_shift([1], 1, "half_down")
+    with pytest.raises(OverflowError):  # x * 2^-s does not fit int64
+        ref.round_shift([2**40], [-30], "half_even")
+    with pytest.raises(OverflowError):
+        ref.round_shift([-1], [-63], "half_even")
+    assert ref.round_shift([-(2**62), 2**62 - 1], [-1, -1], "half_up").tolist() == \
+        [I64_MIN, 2**63 - 2]
+    with pytest.raises(OverflowError):  # the C int32 accumulator would overflow
+        ref.gemm_s8(np.full((1, 1), -128), np.full((1, 1), -128), [2**31 - 100], [0], m=1,
+                    k=1, n=1, act_min=-128, act_max=127, mode="half_up")
+
+
+# -------------------------------------------------------------------------- source hygiene
+
+def _strict_compile(src: Path, macro: str, value: int, tmp: Path, extra=()) -> None:
+    proc = _compile([*STRICT, *extra, f"-D{macro}={value}", f"-I{C_DIR}", "-c", str(src), "-o",
+                     str(tmp / (src.stem + ".o"))], tmp)
+    assert proc.returncode == 0, f"{src.name} ({macro}={value}): {proc.stderr}"
+
+
+def _amalgamation(prefix: str) -> str:
+    parts = [(C_DIR / "rill_common.h").read_text(), (C_DIR / "rill_kernels.h").read_text()]
+    parts += [p.read_text() for p in KERNEL_SOURCES]
+    text = "\n".join(parts)
+    text = re.sub(r'^#include "rill_[a-z_]+\.h"\n', "", text, flags=re.M)
+    return text.replace("rill_", f"{prefix.lower()}_").replace("RILL_", f"{prefix.upper()}_")
+
+
+def test_sources_compile_strict(tmp_path):
+    assert {p.name for p in KERNEL_SOURCES} >= {
+        "conv1d_s8.c", "gemm_s8.c", "add_s8.c", "avgpool1d_s8.c", "lut_s8.c", "requant_s8.c",
+        "transpose_s8.c", "quantize_f32_s8.c"}
+    for src in KERNEL_SOURCES:
+        assert src.read_text().startswith('#include "rill_kernels.h"\n'), src.name
+        for mode in (0, 1):
+            _strict_compile(src, "RILL_ROUNDING", mode, tmp_path, extra=["-Wshadow", "-O2"])
+
+
+def test_rounding_macro_required(tmp_path):
+    src = KERNEL_SOURCES[0]
+    proc = _compile([*STRICT, f"-I{C_DIR}", "-c", str(src), "-o", str(tmp_path / "x.o")],
+                    tmp_path)
+    assert proc.returncode != 0 and "RILL_ROUNDING" in proc.stderr
+
+
+def test_prefix_hygiene():
+    """Every Rill identifier is rill_* / RILL_*, never inside a longer name (the code generator
+    renames by plain text substitution)."""
+    for path in [*C_DIR.glob("*.h"), *KERNEL_SOURCES]:
+        text = path.read_text()
+        bad = re.findall(r"[A-Za-z0-9_]+(?:rill_|RILL_)\w*", text)
+        assert not bad, f"{path.name}: prefix inside a longer identifier: {bad}"
+        assert not re.search(r"\bRill_|\brILL_", text)
+        # functions and types defined at file scope carry the prefix
+        for name in re.findall(r"^(?:static inline |)\w[\w ]*?\b(\w+)\s*\(", text, flags=re.M):
+            assert name.startswith("rill_"), f"{path.name}: {name} lacks the rill_ prefix"
+
+
+def test_amalgamation_renamed(tmp_path):
+    src = tmp_path / "kws_model.c"
+    src.write_text(_amalgamation("kws"))
+    assert not re.search(r"rill_|RILL_", src.read_text())
+    for mode in (0, 1):
+        proc = _compile([*STRICT, "-Wshadow", "-Wconversion", f"-DKWS_ROUNDING={mode}", "-O2",
+                         "-c", str(src), "-o", str(tmp_path / "kws.o")], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_amalgamation_m32(tmp_path):
+    """32-bit int/long model (like the ESP32): freestanding with a tiny libc shim, since 32-bit
+    glibc headers are often not installed."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "math.h").write_text("float floorf(float);\nfloat ldexpf(float, int);\n")
+    (shim / "string.h").write_text("#include <stddef.h>\nvoid *memset(void *, int, size_t);\n")
+    src = tmp_path / "m32.c"
+    src.write_text(_amalgamation("rill"))
+    probe = _compile(["-m32", "-ffreestanding", "-c", "-x", "c", "/dev/null", "-o",
+                      str(tmp_path / "p.o")], tmp_path)
+    if probe.returncode != 0:
+        pytest.skip("gcc -m32 unavailable")
+    for mode in (0, 1):
+        proc = _compile(["-m32", "-ffreestanding", "-isystem", str(shim), *STRICT,
+                         f"-DRILL_ROUNDING={mode}", "-c", str(src), "-o", str(tmp_path / "m.o")],
+                        tmp_path)
+        assert proc.returncode == 0, proc.stderr

@@ -80,3 +80,23 @@ def pin_input_shapes(model: onnx.ModelProto, pins: list[tuple[str | None, list[i
             raise RillError(f"{path.name}: input '{vi.name}' has dynamic dims "
                             f"({', '.join(free)}); pin them with --input-shape "
                             f"{vi.name}=<d0>,<d1>,... (e.g. 1,16,24)")
+
+
+def pins_from_calibration(model: onnx.ModelProto, calib_shape: tuple[int, ...]
+                          ) -> list[tuple[str | None, list[int]]]:
+    """Pin a dynamic input from the calibration data's shape ([N, *shape] or [N, *shape[1:]])."""
+    inputs = runtime_inputs(model)
+    if len(inputs) != 1:
+        return []
+    dims = inputs[0].type.tensor_type.shape.dim
+    if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+        return []
+    sample = list(calib_shape[1:])
+    if len(sample) == len(dims) - 1:
+        sample = [1] + sample
+    if len(sample) != len(dims):
+        return []
+    for d, v in zip(dims, sample):
+        if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+            return []
+    return [(inputs[0].name, sample)]

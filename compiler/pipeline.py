@@ -19,7 +19,7 @@ from compiler.context import CompileContext, Options
 from compiler.errors import RillError, VerificationError
 from compiler.graph import import_model, static_shape, to_runnable
 from compiler.host_build import build_host, run_host, run_selftest
-from compiler.loader import load_onnx, pin_input_shapes
+from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration
 from compiler.ort import run_model
 from compiler.pass_manager import Pass, PassManager
 from compiler.simulate import StreamLayout, run_integer
@@ -64,8 +64,14 @@ class CompileResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_graph(path: Path, input_shapes: list) -> tuple[onnx.ModelProto, object]:
+def load_graph(path: Path, input_shapes: list, calib: np.ndarray | None,
+               warn: Callable[[str], None]) -> tuple[onnx.ModelProto, object]:
     model = load_onnx(path)
+    if not input_shapes and calib is not None:
+        input_shapes = pins_from_calibration(model, calib.shape)
+        for name, shape in input_shapes:
+            warn(f"input '{name}' has dynamic dims; pinned to {shape} from the calibration data "
+                 "(use --input-shape to choose)")
     pin_input_shapes(model, input_shapes, path)
     return model, import_model(model)
 
@@ -120,8 +126,9 @@ class Compilation:
 def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes: list = (),
                   dump_dir: Path | None = None, force: bool = False,
                   log: Callable[[str], None] = lambda s: None) -> CompileResult:
-    model, graph = load_graph(path, list(input_shapes))
-    ctx = CompileContext(graph, options, source=path)
+    notes: list[str] = []
+    model, graph = load_graph(path, list(input_shapes), options.calib, notes.append)
+    ctx = CompileContext(graph, options, source=path, warnings=notes)
     x = time_series_input(graph)
     offline_shape = static_shape(x)
     options.calib = prepare_calibration(options.calib, offline_shape, "--calib", ctx.warn)

@@ -73,14 +73,22 @@ def analyze(ctx: CompileContext, streamed: bool) -> TimeAnalysis:
                         streamed)
 
 
-def legal_chunk(ctx: CompileContext, frames: int) -> int:
-    """The requested chunk, checked against the time downsampling (stride 1 everywhere for now)."""
+def legal_chunk(ctx: CompileContext, frames: int, summary_output: bool) -> int:
+    """The requested chunk, checked against the time downsampling (stride 1 everywhere for now).
+
+    A summary output (a window head or a reduction over the window) summarizes the offline
+    window of `frames` frames, so its calls must tile that window exactly.
+    """
     factor = 1  # lcm of cumulative downsampling factors; strided time ops are rejected earlier
     chunk = ctx.options.chunk or factor
     if chunk <= 0 or chunk % factor:
         legal = ", ".join(str(factor * i) for i in range(1, 5))
         raise RillError(f"CHUNK={chunk} does not fit the model's time strides; legal values are "
                         f"multiples of {factor}: {legal}, ...")
+    if summary_output and frames % chunk:
+        legal = ", ".join(str(c) for c in range(factor, frames + 1, factor) if frames % c == 0)
+        raise RillError(f"CHUNK={chunk} does not divide the model's window of {frames} frames, "
+                        f"which its output summarizes; legal values: {legal}")
     return chunk
 
 
@@ -98,19 +106,19 @@ class StreamingCut(Pass):
         x = time_series_input(graph)
         axis = resolve_time_axis(graph, ctx.options.time_axis)
         frames_offline = static_shape(x)[axis]
-        chunk = legal_chunk(ctx, frames_offline)
+        out_info = analysis.info.get(graph.outputs[0].name)
+        per_frame = bool(out_info and out_info.streamed)
+        chunk = legal_chunk(ctx, frames_offline, summary_output=not per_frame)
         ctx.facts["offline_graph"] = graph.copy()
         # every streamed tensor carries `chunk` frames per call (no time strides yet)
         states = [self._cut(graph, t, axis, chunk) for t in analysis.temporal]
         states = [s for s in states if s is not None]
         x.shape = [chunk if i == axis else d for i, d in enumerate(x.shape)]
         infer_shapes(graph)
-        out = graph.outputs[0]
-        out_info = analysis.info.get(out.name)
-        latency = out_info.delay if out_info is not None and out_info.streamed else 0
+        latency = out_info.delay if per_frame else 0
         ctx.facts["streaming"] = {"time_axis": axis, "chunk": chunk, "latency_frames": latency,
                                   "frames_offline": frames_offline,
-                                  "per_frame_output": bool(out_info and out_info.streamed),
+                                  "per_frame_output": per_frame,
                                   "states": states}
         return True
 

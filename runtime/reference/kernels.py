@@ -107,8 +107,7 @@ def round_div(n, d, mode: str) -> np.ndarray:
     d = _i64(d)
     if np.any(d <= 0):
         raise ValueError("round_div: d must be > 0")
-    q = np.floor_divide(n, d)
-    r = n - q * d  # 0 <= r < d
+    q, r = np.divmod(n, d)  # floor quotient, 0 <= r < d
     if mode == "half_up":
         up = r >= d - r
     else:

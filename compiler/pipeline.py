@@ -18,6 +18,7 @@ from codegen.report import build_report, markdown
 from compiler.context import CompileContext, Options
 from compiler.errors import RillError, VerificationError
 from compiler.graph import import_model, static_shape, to_runnable
+from compiler.layer_snr import layer_snr
 from compiler.host_build import build_host, run_host, run_selftest
 from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration
 from compiler.ort import run_model
@@ -39,6 +40,7 @@ from passes.remove_identity import RemoveIdentity
 from passes.streaming_cut import StreamingCut, streaming_metadata, time_series_input
 
 STREAM_TOLERANCE = 1e-5
+LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data suffices
 
 
 def float_passes(offline: bool) -> list[Pass]:
@@ -150,6 +152,11 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     log("simulating the integer program on the calibration data")
     snr, float_check = evaluate(program, layout, offline_model, streaming_model, stream, options.calib)
     iface = interface(options, program, plan, layout, stream)
+    per_layer = layer_snr(program, layout, offline_model,
+                          {n: static_shape(t) for n, t in ctx.graph.tensors().items()
+                           if static_shape(t) is not None},
+                          ctx.facts["time_info"], ctx.facts.get("stream_time_info", {}),
+                          options.calib[:LAYER_SNR_SAMPLES])
     test_run = run_integer(program, layout, options.calib[0])
     writer = SourceWriter(program, plan, iface)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -164,7 +171,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             verification.update(verify_c(tmp, options.name, program, layout, options.calib, iface))
         report = build_report(
             name=options.name, target=options.target.name, bits=options.bits, program=program,
-            plan=plan, iface=iface, snr=snr, layer_snr={}, offline=options.offline,
+            plan=plan, iface=iface, snr=snr, layer_snr=per_layer, offline=options.offline,
             states=[s.as_json() for s in (stream or {}).get("states", [])],
             time_axis=layout.time_axis, warnings=ctx.warnings, verification=verification,
             passes=[{"name": r.name, "changed": r.changed} for r in manager.records],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -31,12 +32,13 @@ class StreamLayout:
     output_shape: tuple[int, ...]  # ONNX shape of one call's output
 
 
-def run_integer(program: Program, layout: StreamLayout, x: np.ndarray) -> IntegerRun:
+def run_integer(program: Program, layout: StreamLayout, x: np.ndarray,
+                trace: Callable[[dict[str, np.ndarray]], None] | None = None) -> IntegerRun:
     e_in = program.buffers[program.inputs[0]].exp
     e_out = program.buffers[program.outputs[0]].exp
     q_chunks = [quantize_f32_s8(to_physical(c, layout.input_info), exp=e_in, mode=program.rounding)
                 for c in chunks(x.astype(np.float32), layout.time_axis, layout.chunk)]
-    q_out = run_stream(program, q_chunks)
+    q_out = run_stream(program, q_chunks, trace)
     per_call = [from_physical(dequantize_s8_f32(q, exp=e_out), layout.output_shape, layout.output_info)
                 for q in q_out]
     return IntegerRun(np.stack(q_chunks), np.stack(q_out),

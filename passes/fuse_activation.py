@@ -26,7 +26,7 @@ class FuseActivationIntoProducer(RewriteRule):
         prod = src.inputs[0] if src.inputs else None
         if prod is None or only_consumer(src) is not node or src in graph.outputs:
             return None
-        is_plain = prod.op in FUSED_NAME and prod.domain in ("", "ai.onnx")
+        is_plain = prod.op in FUSED_NAME and prod.domain in (None, "", "ai.onnx")
         is_fused_bare = prod.op in FUSED_NAME.values() and not prod.attrs.get("activation")
         if not (is_plain or is_fused_bare):
             return None

@@ -110,6 +110,7 @@ class StreamingCut(Pass):
         per_frame = bool(out_info and out_info.streamed)
         chunk = legal_chunk(ctx, frames_offline, summary_output=not per_frame)
         ctx.facts["offline_graph"] = graph.copy()
+        ctx.facts["stream_time_info"] = analysis.info  # offline tensor names, streamed semantics
         # every streamed tensor carries `chunk` frames per call (no time strides yet)
         states = [self._cut(graph, t, axis, chunk) for t in analysis.temporal]
         states = [s for s in states if s is not None]

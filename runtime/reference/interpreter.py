@@ -1,6 +1,8 @@
 """Execute a lowered `Program` with the Python integer kernels: the bit-exact reference."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from runtime.ir import Program, Step
@@ -39,24 +41,31 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     mem[out][:] = np.asarray(y, np.int8).reshape(-1)
 
 
-def run_program(program: Program, inputs: dict[str, np.ndarray],
-                state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """One call: flat int8 inputs (physical order) and state in, outputs and next state out."""
+def run_program(program: Program, inputs: dict[str, np.ndarray], state: dict[str, np.ndarray],
+                trace: Callable[[dict[str, np.ndarray]], None] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One call: flat int8 inputs (physical order) and state in, outputs and next state out.
+
+    `trace`, if given, sees every buffer after the call (for per-layer error reports).
+    """
     mem = {name: np.zeros(b.size, np.int8) for name, b in program.buffers.items()}
     for name, value in list(inputs.items()) + list(state.items()):
         mem[name][:] = np.asarray(value, np.int8).reshape(-1)
     for step in program.steps:
         _run_step(step, mem, program.rounding)
+    if trace is not None:
+        trace(mem)
     outputs = {name: mem[name].copy() for name in program.outputs}
     new_state = {s.buffer: mem[s.buffer].copy() for s in program.states}
     return outputs, new_state
 
 
-def run_stream(program: Program, chunks: list[np.ndarray]) -> list[np.ndarray]:
+def run_stream(program: Program, chunks: list[np.ndarray],
+               trace: Callable[[dict[str, np.ndarray]], None] | None = None) -> list[np.ndarray]:
     """Feed quantized input chunks call by call from the initial state; one output per call."""
     state = initial_state(program)
     results = []
     for chunk in chunks:
-        outs, state = run_program(program, {program.inputs[0]: chunk}, state)
+        outs, state = run_program(program, {program.inputs[0]: chunk}, state, trace)
         results.append(outs[program.outputs[0]])
     return results

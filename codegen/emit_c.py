@@ -38,6 +38,15 @@ def _array_literal(values: np.ndarray, per_line: int = 16) -> str:
     return "{\n    " + ",\n    ".join(lines) + "\n}"
 
 
+def _offset(pointer: str, offset: int) -> str:
+    """`pointer + offset`, folding constant arena offsets ("arena + 64" + 32 -> "arena + 96")."""
+    if not offset:
+        return pointer
+    if pointer.startswith("arena + "):
+        return f"arena + {int(pointer.split(' + ')[1]) + offset}"
+    return f"{pointer} + {offset}"
+
+
 class SourceWriter:
     def __init__(self, program: Program, plan: ArenaPlan, iface: ModelInterface):
         self.p, self.plan, self.iface = program, plan, iface
@@ -134,7 +143,7 @@ int {p}_selftest(void);
                 + kernel_sources(ops, self.prefix))
 
     # -- model source ------------------------------------------------------------------------
-    def pointer(self, name: str, const: bool = False) -> str:
+    def pointer(self, name: str) -> str:
         role = self.p.buffers[name].role
         ctype = C_TYPES[self.p.buffers[name].dtype]
         if role == "input":
@@ -143,7 +152,8 @@ int {p}_selftest(void);
             return "out"
         if role == "state":
             return f"m->{self.state_members[name]}"
-        return f"({ctype} *)(arena + {self.plan.offsets[name]})"
+        offset = self.plan.offsets[name]
+        return f"arena + {offset}" if ctype == "int8_t" else f"({ctype} *)(arena + {offset})"
 
     def step_constants(self, index: int, step: Step) -> tuple[str, dict[str, str]]:
         base = c_identifier(f"l{index}_{step.name or step.op}", self.used)
@@ -171,8 +181,8 @@ int {p}_selftest(void);
         out = self.pointer(step.outputs[0])
         if step.op == "copy":
             q = step.params
-            src = f"{ins[0]} + {q['src_offset']}" if q["src_offset"] else ins[0]
-            dst = f"{out} + {q['dst_offset']}" if q["dst_offset"] else out
+            src = _offset(ins[0], q["src_offset"])
+            dst = _offset(out, q["dst_offset"])
             return f"memcpy({dst}, {src}, {q['count']});"
         if step.op in ("conv1d_s8", "gemm_s8"):
             return (f"{p}_{step.op}(&{names['params']}, {ins[0]}, {names['w']}, {names['bias']}, "

@@ -116,6 +116,17 @@ def bypass_node(graph: gs.Graph, node: Node) -> None:
     node.outputs.clear()
 
 
+def absorb(node: Node, consumer: Node) -> None:
+    """`node` takes over the output of `consumer`, which is left dangling for cleanup.
+
+    Used by fusions: the fused node writes the tensor the absorbed op used to write, so every
+    reader (and the graph output list) stays as it was.
+    """
+    out = consumer.outputs[0]
+    consumer.outputs.clear()
+    node.outputs[0] = out
+
+
 def static_shape(t: Tensor) -> tuple[int, ...] | None:
     if t.shape is None or any(not isinstance(d, (int, np.integer)) or d < 0 for d in t.shape):
         return None

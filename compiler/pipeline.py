@@ -21,11 +21,12 @@ from compiler.graph import import_model, static_shape, to_runnable
 from compiler.layer_snr import layer_snr
 from compiler.host_build import build_host, run_host, run_selftest
 from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration
-from compiler.ort import run_model
+from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
 from compiler.simulate import StreamLayout, run_integer
 from compiler.streams import aligned, run_float_stream, snr_db, stitch
 from passes.calibrate import Calibrate
+from passes.fold_chomp import FoldChomp
 from passes.fold_constants import FoldConstants
 from passes.fuse_activation import FuseActivation
 from passes.fuse_batchnorm import FuseBatchNorm
@@ -45,7 +46,7 @@ LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data su
 
 def float_passes(offline: bool) -> list[Pass]:
     """Normalize and fuse, then cut into a streaming model (unless compiling offline)."""
-    passes: list[Pass] = [RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(),
+    passes: list[Pass] = [RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(), FoldChomp(),
                           FuseBatchNorm(), FuseActivation(), FuseSilu(), InferShapes()]
     return passes if offline else passes + [StreamingCut()]
 
@@ -205,8 +206,10 @@ def evaluate(program, layout: StreamLayout, offline_model, streaming_model, stre
     refs, quants, worst = [], [], 0.0
     out_axis = layout.output_info.axis if layout.per_frame else 0
     latency = stream["latency_frames"] if stream else 0
+    sess = session(offline_model)
+    in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
     for i, x in enumerate(data):
-        offline = next(iter(run_model(offline_model, {offline_model.graph.input[0].name: x}).values()))
+        offline = sess.run([out_name], {in_name: x})[0]
         q = run_integer(program, layout, x).result
         a, b = aligned(q, offline, latency, out_axis, layout.per_frame)
         quants.append(a.reshape(-1))

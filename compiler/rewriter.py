@@ -12,6 +12,7 @@ import onnx_graphsurgeon as gs
 
 from compiler.context import CompileContext
 from compiler.pass_manager import Pass
+from compiler.shapes import infer_shapes
 
 
 class RewriteRule:
@@ -31,6 +32,7 @@ class RewriteRule:
 class RewritePass(Pass):
     rules: tuple[RewriteRule, ...] = ()
     preserves_float_semantics = True
+    reinfer_shapes = False  # set when rewrites change tensor shapes that later rules read
 
     def run(self, ctx: CompileContext) -> bool:
         graph = ctx.graph
@@ -41,6 +43,8 @@ class RewritePass(Pass):
                 break
             changed = True
             graph.cleanup(remove_unused_graph_inputs=False).toposort()
+            if self.reinfer_shapes:
+                infer_shapes(graph)
         return changed
 
     def _apply_once(self, graph: gs.Graph) -> bool:

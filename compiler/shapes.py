@@ -24,6 +24,8 @@ def infer_shapes(graph: gs.Graph) -> None:
     """
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     model = expand_rill_ops(export_model(graph.copy(), keep_shapes=False))
+    for out in model.graph.output:  # outputs are re-derived too (e.g. after the streaming-cut)
+        out.type.tensor_type.ClearField("shape")
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as exc:  # onnx raises several types; all mean the same to the user

@@ -9,7 +9,7 @@ from typing import Any
 
 import onnx_graphsurgeon as gs
 
-from compiler.graph import only_consumer
+from compiler.graph import absorb, only_consumer
 from compiler.op_attrs import clip_bounds
 from compiler.rewriter import RewritePass, RewriteRule
 from compiler.rill_ops import RILL_DOMAIN
@@ -45,9 +45,7 @@ class FuseActivationIntoProducer(RewriteRule):
         prod.attrs["activation"] = m["kind"]
         if m["params"]:
             prod.attrs["activation_params"] = [float(v) for v in m["params"]]
-        out = act.outputs[0]
-        act.outputs.clear()
-        prod.outputs[0] = out
+        absorb(prod, act)
 
 
 class FuseActivation(RewritePass):

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from compiler.graph import const_value, only_consumer
+from compiler.graph import absorb, const_value, only_consumer
 from compiler.rewriter import RewritePass, RewriteRule
 
 
@@ -46,9 +46,7 @@ class FoldBatchNormIntoConv(RewriteRule):
             conv.inputs[2] = bias_const
         else:
             conv.inputs.append(bias_const)
-        out = bn.outputs[0]
-        bn.outputs.clear()
-        conv.outputs[0] = out
+        absorb(conv, bn)
 
 
 class FuseBatchNorm(RewritePass):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from compiler.graph import const_value, only_consumer, static_shape
+from compiler.graph import absorb, const_value, only_consumer, static_shape
 from compiler.rewriter import RewritePass, RewriteRule
 
 
@@ -90,9 +90,7 @@ class FoldBiasAdd(RewriteRule):
     def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
         g, add = m["gemm"], m["add"]
         g.inputs[2] = gs.Constant(f"{g.name}/bias_add", const_value(g.inputs[2]) + m["bias"])
-        out = add.outputs[0]
-        add.outputs.clear()
-        g.outputs[0] = out
+        absorb(g, add)
 
 
 class FuseGemm(RewritePass):

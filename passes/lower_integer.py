@@ -58,6 +58,10 @@ class Lowering:
         return physical_perm(len(static_shape(t)), self.info.get(t.name))
 
     def emit(self, node: gs.Node, op: str, inputs, outputs, params=None, arrays=None, macs=0):
+        if op in ("copy", "transpose_s8") and \
+                {self.buffers[b].exp for b in list(inputs) + list(outputs)} != {self.buffers[inputs[0]].exp}:
+            raise AssertionError(f"{node_label(node)}: data movement between different exponents; "
+                                 "the qparam propagation missed this op")
         self.steps.append(Step(op, list(inputs), list(outputs), dict(params or {}),
                                dict(arrays or {}), node.name, int(macs)))
 
@@ -110,6 +114,8 @@ class Lowering:
             return self.concat(node)
         if op == "Slice":
             return self.slice(node)
+        if op == "Gather":
+            return self.gather(node)
         if op in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
             return self.reshape(node)
         raise RillError(f"{node_label(node)}: no int8 kernel for {op} yet")
@@ -220,6 +226,20 @@ class Lowering:
         start = ranges[cut[0]][0] * inner if cut else 0
         self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
                   dict(src_offset=start, dst_offset=0, count=int(np.prod(static_shape(y)))))
+
+    def gather(self, node: gs.Node) -> None:
+        """One index along the outermost stored axis: a contiguous copy."""
+        x, y = node.inputs[0], node.outputs[0]
+        index = const_value(node.inputs[1])
+        shape = static_shape(x)
+        axis = int(node.attrs.get("axis", 0)) % len(shape)
+        if index is None or index.size != 1 or not self.outer_axis(x, axis):
+            raise RillError(f"{node_label(node)}: only a Gather of one index along the outermost "
+                            "stored axis is supported yet")
+        inner = int(np.prod(shape)) // shape[axis]
+        start = (int(index.reshape(-1)[0]) % shape[axis]) * inner
+        self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
+                  dict(src_offset=start, dst_offset=0, count=inner))
 
     def reshape(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]

@@ -1,6 +1,6 @@
 """Tie exponents of tensors that must share one: passive ops and state pairs.
 
-Passive ops (Reshape, Flatten, Slice, Transpose, Squeeze, Unsqueeze, the streaming Concat of a
+Passive ops (Reshape, Flatten, Slice, Gather, Transpose, Squeeze, Unsqueeze, the streaming Concat of a
 state and its new frames) move values without arithmetic, so input and output share an exponent
 and lower to plain copies. A state pair shares the exponent of the tensor whose frames it holds
 (contract §3). Each group takes the coarsest exponent of its members, so nothing clips.
@@ -13,8 +13,8 @@ from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.pass_manager import Pass
 
-PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Transpose", "Squeeze", "Unsqueeze", "Concat",
-               "Identity"}
+PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Gather", "Transpose", "Squeeze", "Unsqueeze",
+               "Concat", "Identity"}
 
 
 class PropagateQParams(Pass):

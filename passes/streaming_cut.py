@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.graph import static_shape, unique_name
-from compiler.op_attrs import set_explicit_pads, window_attrs
+from compiler.op_attrs import set_explicit_pads, slice_spec, window_attrs
 from compiler.pass_manager import Pass
 from compiler.shapes import infer_shapes
 from passes.time_analysis import Temporal, TimeAnalysis, analyze_time
@@ -94,7 +94,7 @@ def legal_chunk(ctx: CompileContext, frames: int, summary_output: bool) -> int:
 
 class StreamingCut(Pass):
     name = "streaming-cut"
-    requires = frozenset({"pads-folded", "activations-fused"})
+    requires = frozenset({"pads-folded", "chomp-folded", "activations-fused"})
     ensures = frozenset({"streaming"})
 
     def run(self, ctx: CompileContext) -> bool:
@@ -126,6 +126,8 @@ class StreamingCut(Pass):
     def _cut(self, graph: gs.Graph, temporal: Temporal, axis: int, chunk: int) -> StateSpec | None:
         node = temporal.node
         x = node.inputs[0]
+        if temporal.kind == "window-head":
+            self._index_from_end(graph, node, axis, temporal.frames)
         frames_in = chunk
         keep = temporal.frames if temporal.kind == "window-op" else max(temporal.frames - frames_in, 0)
         if keep == 0:
@@ -150,6 +152,27 @@ class StreamingCut(Pass):
         graph.inputs.append(state_in)
         graph.outputs.append(state_out)
         return StateSpec(state_in.name, state_out.name, shape, 0.0, x.name)
+
+
+    @staticmethod
+    def _index_from_end(graph: gs.Graph, node: gs.Node, axis: int, frames: int) -> None:
+        """Make a window head count from the end, so it reads the newest frames of any length."""
+        if node.op == "Gather":
+            index = np.asarray(node.inputs[1].values if isinstance(node.inputs[1], gs.Constant)
+                               else -1)
+            node.inputs[1] = gs.Constant(unique_name(graph, f"{node.name}/last"),
+                                         np.full(index.shape, -1, np.int64))
+            return
+        starts, ends, axes, steps = slice_spec(node)
+        i = axes.index(axis)
+        starts[i], ends[i] = -frames, INT64_MAX
+        params = [starts, ends, axes, steps]
+        while len(node.inputs) > 1:
+            del node.inputs[-1]
+        for k, values in zip(("starts", "ends", "axes", "steps"), params):
+            node.inputs.append(gs.Constant(unique_name(graph, f"{node.name}/{k}"),
+                                           np.array(values, np.int64)))
+        node.attrs.clear()
 
 
 def streaming_metadata(facts: dict) -> dict:

@@ -132,7 +132,7 @@ def _slice(node: gs.Node, ins, problems, temporal: list[Temporal]):
     i = axes.index(info.axis)
     length = static_shape(node.inputs[0])[info.axis]
     s, e, step = normalized_slice(starts[i], ends[i], steps[i], length)
-    if step != 1 or e != length or starts[i] >= 0:
+    if step != 1 or e != length:
         problems.append(f"{node_label(node)}: this Slice along time keeps frames other than the "
                         "most recent ones (only x[..., -N:] can be streamed)")
         return None
@@ -141,6 +141,29 @@ def _slice(node: gs.Node, ins, problems, temporal: list[Temporal]):
         return None
     temporal.append(Temporal(node, "window-head", e - s))
     return TimeInfo(info.axis, streamed=False)
+
+
+def _gather(node: gs.Node, ins, problems, temporal: list[Temporal]):
+    """`x[..., -1]` (Gather of the last frame) is a one-frame window head."""
+    info = ins[0]
+    if ins[1] is not None:
+        problems.append(f"{node_label(node)}: Gather indices that depend on the input")
+        return None
+    rank = len(static_shape(node.inputs[0]) or [])
+    axis = int(node.attrs.get("axis", 0)) % rank
+    if axis != info.axis:
+        return info if axis > info.axis or np.asarray(const_value(node.inputs[1])).ndim == 1 \
+            else replace(info, axis=info.axis - 1)
+    index = np.asarray(const_value(node.inputs[1]))
+    length = static_shape(node.inputs[0])[axis]
+    if index.size != 1 or int(index.reshape(-1)[0]) % length != length - 1:
+        if info.streamed:
+            problems.append(f"{node_label(node)}: this Gather along time picks frames other than "
+                            "the most recent one")
+        return None
+    if info.streamed:
+        temporal.append(Temporal(node, "window-head", 1))
+    return TimeInfo(info.axis, streamed=False) if index.ndim == 1 else None
 
 
 def _drops_time(node, ins, problems):
@@ -191,6 +214,8 @@ def _rule(node, ins, problems, temporal):
         return _slice(node, ins, problems, temporal)
     if op == "Concat":
         return _concat(node, ins, problems)
+    if op == "Gather":
+        return _gather(node, ins, problems, temporal)
     if op in ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gemm", "FusedGemm", "MatMul"):
         return _drops_time(node, ins, problems)
     if any(i is not None and i.streamed for i in ins):

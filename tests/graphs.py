@@ -1,0 +1,221 @@
+"""Tiny hand-built ONNX graphs for pass unit tests (opset 18), and helpers to run one pass.
+
+Usage in a test:
+
+    m = model([node("Relu", ["x"], ["y"])], [("x", [1, 4, 8])], [("y", [1, 4, 8])])
+    ctx = ctx_for(m)
+    assert run_pass(RemoveIdentity(), ctx)
+    assert_ort_equal(m, ctx)
+
+Every builder names its nodes (exporters do), seeds its weights, and returns a checked
+ModelProto.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler.context import CompileContext, Options
+from compiler.graph import import_model, to_runnable
+from compiler.ort import run_model
+from compiler.pass_manager import Pass, PassManager
+from compiler.shapes import infer_shapes
+from compiler.targets import get_target
+
+OPSET = 18
+
+# What the float pipeline has guaranteed by the time a fusion / the streaming-cut runs.
+FLOAT_PROPERTIES = frozenset({
+    "no-identity", "constants-folded", "shapes", "gemm-canonical", "pads-folded",
+    "batchnorm-folded", "activations-fused", "silu-recognized",
+})
+
+_counter = itertools.count()
+
+Spec = "tuple[str, Sequence[int] | None] | onnx.ValueInfoProto"
+
+
+# --------------------------------------------------------------------------- raw builders
+
+def value_info(name: str, shape: Sequence[int] | None = None,
+               elem: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, None if shape is None else list(shape))
+
+
+def _vi(spec) -> onnx.ValueInfoProto:
+    if isinstance(spec, onnx.ValueInfoProto):
+        return spec
+    if isinstance(spec, str):
+        return value_info(spec, None)
+    return value_info(*spec)
+
+
+def init(name: str, values: Any, dtype=np.float32) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def ints(name: str, values: Any) -> onnx.TensorProto:
+    return init(name, values, np.int64)
+
+
+def node(op: str, inputs: Sequence[str], outputs: Sequence[str], name: str | None = None,
+         domain: str | None = None, **attrs) -> onnx.NodeProto:
+    """A named node (name defaults to `<op>_<first output>`)."""
+    return helper.make_node(op, list(inputs), list(outputs),
+                            name=name if name is not None else f"{op}_{outputs[0]}",
+                            domain=domain, **attrs)
+
+
+def constant(output: str, values: Any, dtype=np.float32, name: str | None = None) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [output], name=name or f"Constant_{output}",
+                            value=numpy_helper.from_array(np.asarray(values, dtype=dtype)))
+
+
+def model(nodes: Iterable[onnx.NodeProto], inputs: Iterable, outputs: Iterable,
+          initializers: Iterable[onnx.TensorProto] = (), *, check: bool = True) -> onnx.ModelProto:
+    """A ModelProto; inputs/outputs are `(name, shape)` pairs (shape None: unknown) or ValueInfos."""
+    graph = helper.make_graph(list(nodes), f"g{next(_counter)}", [_vi(i) for i in inputs],
+                              [_vi(o) for o in outputs], list(initializers))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                          producer_name="rill-tests")
+    m.ir_version = 8
+    if check:  # fills in the output shapes left unknown, and checks the model
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+        onnx.checker.check_model(m)
+    return m
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def weights(shape: Sequence[int], seed: int = 0, scale: float = 0.5) -> np.ndarray:
+    return (rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- model builders
+
+def conv1d_model(c_in: int = 4, c_out: int = 4, t: int = 16, k: int = 3, dilation: int = 1,
+                 pads: Sequence[int] | None = None, bias: bool = True, stride: int = 1,
+                 group: int = 1, seed: int = 0, tail: Sequence[onnx.NodeProto] = (),
+                 out: str | None = None, extra_inits: Sequence[onnx.TensorProto] = ()
+                 ) -> onnx.ModelProto:
+    """x[1, c_in, t] -> Conv (named 'conv', output 'c') [-> tail nodes] -> out.
+
+    `pads` default: causal, [(k-1)*dilation, 0]. `tail` nodes read 'c'; `out` names the graph
+    output (default 'c', or the last tail node's first output).
+    """
+    pads = [(k - 1) * dilation, 0] if pads is None else list(pads)
+    inits = [init("w", weights([c_out, c_in // group, k], seed))]
+    ins = ["x", "w"]
+    if bias:
+        inits.append(init("b", weights([c_out], seed + 1)))
+        ins.append("b")
+    conv = node("Conv", ins, ["c"], name="conv", kernel_shape=[k], dilations=[dilation],
+                pads=pads, strides=[stride], group=group)
+    out = out or (tail[-1].output[0] if tail else "c")
+    return model([conv, *tail], [("x", [1, c_in, t])], [(out, None)], inits + list(extra_inits))
+
+
+def causal_tcn_model(channels: int = 3, t: int = 12, layers: Sequence[tuple[int, int]] = ((3, 1), (3, 2), (2, 4)),
+                     seed: int = 0) -> onnx.ModelProto:
+    """A causal dilated conv stack: per (kernel, dilation) a Conv with left pad (k-1)*d + Relu."""
+    nodes, inits, prev = [], [], "x"
+    for i, (k, d) in enumerate(layers):
+        inits += [init(f"w{i}", weights([channels, channels, k], seed + i)),
+                  init(f"b{i}", weights([channels], seed + 100 + i))]
+        nodes.append(node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}",
+                          kernel_shape=[k], dilations=[d], pads=[(k - 1) * d, 0]))
+        nodes.append(node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
+        prev = f"r{i}"
+    return model(nodes, [("x", [1, channels, t])], [(prev, None)], inits)
+
+
+# --------------------------------------------------------------------------- running passes
+
+def options(**kw) -> Options:
+    target = kw.pop("target", "esp32p4")
+    return Options(target=get_target(target) if isinstance(target, str) else target, **kw)
+
+
+def ctx_for(m: onnx.ModelProto, properties: Iterable[str] = FLOAT_PROPERTIES,
+            shapes: bool = True, **opts) -> CompileContext:
+    """Import `m` into a gs graph (with inferred shapes) and wrap it in a CompileContext whose
+    properties are pre-set so any single pass can run."""
+    graph = import_model(m)
+    if shapes:
+        infer_shapes(graph)
+    return CompileContext(graph, options(**opts), properties=set(properties))
+
+
+def run_pass(p: Pass, ctx: CompileContext, check_equivalence: bool | None = None,
+             rel_tol: float = 1e-5) -> bool:
+    """Run one pass through the PassManager (requires/ensures, and for passes that preserve the
+    float semantics the onnxruntime equivalence check). Returns whether it changed the graph."""
+    check = p.preserves_float_semantics if check_equivalence is None else check_equivalence
+    manager = PassManager([p], check_equivalence=check, rel_tol=rel_tol)
+    manager.run(ctx)
+    assert p.ensures <= ctx.properties
+    return manager.records[-1].changed
+
+
+def runnable(ctx: CompileContext) -> onnx.ModelProto:
+    m = to_runnable(ctx.graph)
+    onnx.checker.check_model(m)
+    return m
+
+
+def random_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    return rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def assert_ort_equal(before: onnx.ModelProto, ctx_or_model, rel: float = 1e-5, seeds=(0, 1),
+                     feeds: dict[str, np.ndarray] | None = None) -> None:
+    """Outputs of `before` and of the pass's result agree in onnxruntime (max abs error
+    <= rel * max |reference|), on a few seeded random inputs."""
+    after = runnable(ctx_or_model) if isinstance(ctx_or_model, CompileContext) else ctx_or_model
+    inits = {i.name for i in before.graph.initializer}
+    specs = [(vi.name, [d.dim_value for d in vi.type.tensor_type.shape.dim])
+             for vi in before.graph.input if vi.name not in inits]
+    all_feeds = [feeds] if feeds is not None else \
+        [{n: random_input(s, seed + 17 * i) for i, (n, s) in enumerate(specs)} for seed in seeds]
+    for f in all_feeds:
+        ref = run_model(before, f)
+        got = run_model(after, f)
+        assert set(ref) <= set(got), f"outputs lost: {set(ref) - set(got)}"
+        for name, r in ref.items():
+            assert got[name].shape == r.shape, (name, got[name].shape, r.shape)
+            scale = max(float(np.max(np.abs(r))), 1e-30)
+            err = float(np.max(np.abs(got[name] - r)))
+            assert err <= rel * scale, f"output '{name}': max abs error {err:.3g} > {rel:g} * {scale:.3g}"
+
+
+# --------------------------------------------------------------------------- inspecting graphs
+
+def op_types(ctx: CompileContext) -> list[str]:
+    return [n.op for n in ctx.graph.nodes]
+
+
+def nodes_of(ctx: CompileContext, op: str) -> list:
+    return [n for n in ctx.graph.nodes if n.op == op]
+
+
+def only(ctx: CompileContext, op: str):
+    found = nodes_of(ctx, op)
+    assert len(found) == 1, f"expected one {op}, graph has {op_types(ctx)}"
+    return found[0]
+
+
+def const_of(t) -> np.ndarray:
+    from compiler.graph import const_value
+    v = const_value(t)
+    assert v is not None, f"tensor '{t.name}' is not constant"
+    return v
+
+
+def attr_str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value

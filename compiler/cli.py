@@ -76,7 +76,8 @@ def options_from(args: argparse.Namespace) -> Options:
     if name != model_name(name):
         raise UsageError(f"--name '{name}' is not a valid C prefix; try '{model_name(name)}'")
     return Options(target=target, bits=args.bits, chunk=args.chunk, offline=args.offline,
-                   time_axis=args.time_axis, calib=load_calibration(args.calib), name=name,
+                   time_axis=args.time_axis, calib=load_calibration(args.calib), calib_path=args.calib,
+                   name=name,
                    verify=not args.no_verify)
 
 

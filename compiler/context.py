@@ -21,6 +21,7 @@ class Options:
     offline: bool = False
     time_axis: int | None = None  # None: last axis of the time-series input
     calib: np.ndarray | None = None  # [N, *input_shape]
+    calib_path: Path | None = None  # where `calib` came from (for error messages)
     name: str = "model"
     verify: bool = True
 

@@ -25,7 +25,7 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         raise RillError(f"{path}: cannot read the model's external weight data ({exc}); "
                         "keep the .data file next to the .onnx file") from None
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RillError(f"{path}: the model fails onnx.checker: {first}") from None

@@ -134,7 +134,8 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     ctx = CompileContext(graph, options, source=path, warnings=notes)
     x = time_series_input(graph)
     offline_shape = static_shape(x)
-    options.calib = prepare_calibration(options.calib, offline_shape, "--calib", ctx.warn)
+    options.calib = prepare_calibration(options.calib, offline_shape,
+                                        f"--calib {options.calib_path}", ctx.warn)
     final = out_root / options.name
     if final.exists() and not force:
         raise RillError(f"output folder {final} exists; pass --force to overwrite it")

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from compiler.graph import absorb, const_value, only_consumer
+from compiler.graph import absorb, const_value, only_consumer, unique_name
 from compiler.rewriter import RewritePass, RewriteRule
 
 
@@ -40,8 +40,8 @@ class FoldBatchNormIntoConv(RewriteRule):
         bias = m["b"].astype(np.float64) if m["b"] is not None else np.zeros(w.shape[0])
         new_w = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
         new_b = ((bias - mean) * scale + beta).astype(np.float32)
-        conv.inputs[1] = gs.Constant(f"{conv.name}/weight_bn", new_w)
-        bias_const = gs.Constant(f"{conv.name}/bias_bn", new_b)
+        conv.inputs[1] = gs.Constant(unique_name(graph, f"{conv.name}/weight_bn"), new_w)
+        bias_const = gs.Constant(unique_name(graph, f"{conv.name}/bias_bn"), new_b)
         if len(conv.inputs) > 2:
             conv.inputs[2] = bias_const
         else:

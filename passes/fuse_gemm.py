@@ -10,14 +10,25 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from compiler.graph import absorb, const_value, only_consumer, static_shape
+from compiler.graph import absorb, const_value, only_consumer, static_shape, unique_name
 from compiler.rewriter import RewritePass, RewriteRule
+
+
+def _is_vector_bias(b: np.ndarray, n: int) -> bool:
+    """A bias that is one value per output column: shape (), (1,), (n,), (1, n), ..."""
+    return b.size in (1, n) and (b.ndim == 0 or all(d == 1 for d in b.shape[:-1]))
+
+
+def _is_canonical(node: gs.Node, c: np.ndarray | None, n: int) -> bool:
+    a = node.attrs
+    return (int(a.get("transB", 0)) == 1 and float(a.get("alpha", 1.0)) == 1.0
+            and float(a.get("beta", 1.0)) == 1.0 and c is not None and c.shape == (n,))
 
 
 def _bias_of(add: gs.Node, src: gs.Tensor, n: int) -> np.ndarray | None:
     other = add.inputs[1] if add.inputs[0] is src else add.inputs[0]
     b = const_value(other)
-    if b is None or b.size not in (1, n) or (b.ndim > 1 and any(d != 1 for d in b.shape[:-1])):
+    if b is None or not _is_vector_bias(b, n):
         return None
     return np.broadcast_to(b.reshape(-1).astype(np.float32), (n,)).copy()
 
@@ -36,7 +47,8 @@ class MatMulToGemm(RewriteRule):
     def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
         mm, w = m["mm"], m["w"].astype(np.float32)
         gemm = gs.Node("Gemm", name=mm.name, attrs={"transB": 1},
-                       inputs=[mm.inputs[0], gs.Constant(f"{mm.name}/weight_t", np.ascontiguousarray(w.T))],
+                       inputs=[mm.inputs[0], gs.Constant(unique_name(graph, f"{mm.name}/weight_t"),
+                                                         np.ascontiguousarray(w.T))],
                        outputs=[mm.outputs[0]])
         mm.outputs.clear()
         graph.nodes.append(gemm)
@@ -47,13 +59,15 @@ class CanonicalGemm(RewriteRule):
     anchor_ops = frozenset({"Gemm"})
 
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
-        if node.attrs.get("_rill_canonical"):
-            return None
         b = const_value(node.inputs[1])
-        if b is None or int(node.attrs.get("transA", 0)):
+        if b is None or b.ndim != 2 or int(node.attrs.get("transA", 0)):
             return None
-        c = const_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
-        if len(node.inputs) > 2 and node.inputs[2].name and c is None:
+        n = b.shape[0] if int(node.attrs.get("transB", 0)) else b.shape[1]
+        has_c = len(node.inputs) > 2 and node.inputs[2].name
+        c = const_value(node.inputs[2]) if has_c else None
+        if has_c and (c is None or not _is_vector_bias(c, n)):
+            return None
+        if _is_canonical(node, c, n):
             return None
         return {"gemm": node, "b": b, "c": c}
 
@@ -66,9 +80,9 @@ class CanonicalGemm(RewriteRule):
         bias = np.zeros(n) if m["c"] is None else np.broadcast_to(m["c"].reshape(-1), (n,))
         while len(g.inputs) > 1:
             del g.inputs[-1]
-        g.inputs.append(gs.Constant(f"{g.name}/weight", (alpha * w).astype(np.float32)))
-        g.inputs.append(gs.Constant(f"{g.name}/bias", (beta * bias).astype(np.float32)))
-        g.attrs = {"transB": 1, "_rill_canonical": 1}
+        g.inputs.append(gs.Constant(unique_name(graph, f"{g.name}/weight"), (alpha * w).astype(np.float32)))
+        g.inputs.append(gs.Constant(unique_name(graph, f"{g.name}/bias"), (beta * bias).astype(np.float32)))
+        g.attrs = {"transB": 1}
 
 
 class FoldBiasAdd(RewriteRule):
@@ -78,18 +92,21 @@ class FoldBiasAdd(RewriteRule):
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
         for src in node.inputs:
             prod = src.inputs[0] if src.inputs else None
-            if prod is not None and prod.op == "Gemm" and prod.attrs.get("_rill_canonical") \
-                    and only_consumer(src) is node and src not in graph.outputs:
-                n = const_value(prod.inputs[1]).shape[0]
-                bias = _bias_of(node, src, n)
-                out = static_shape(node.outputs[0])
-                if bias is not None and out == static_shape(src):
-                    return {"add": node, "gemm": prod, "bias": bias}
+            if prod is None or prod.op != "Gemm" or only_consumer(src) is not node \
+                    or src in graph.outputs or len(prod.inputs) < 3:
+                continue
+            w = const_value(prod.inputs[1])
+            if w is None or not _is_canonical(prod, const_value(prod.inputs[2]), w.shape[0]):
+                continue
+            bias = _bias_of(node, src, w.shape[0])
+            if bias is not None and static_shape(node.outputs[0]) == static_shape(src):
+                return {"add": node, "gemm": prod, "bias": bias}
         return None
 
     def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
         g, add = m["gemm"], m["add"]
-        g.inputs[2] = gs.Constant(f"{g.name}/bias_add", const_value(g.inputs[2]) + m["bias"])
+        g.inputs[2] = gs.Constant(unique_name(graph, f"{g.name}/bias_add"),
+                                  const_value(g.inputs[2]) + m["bias"])
         absorb(g, add)
 
 
@@ -98,9 +115,3 @@ class FuseGemm(RewritePass):
     requires = frozenset({"constants-folded"})
     ensures = frozenset({"gemm-canonical"})
     rules = (MatMulToGemm(), CanonicalGemm(), FoldBiasAdd())
-
-    def run(self, ctx) -> bool:
-        changed = super().run(ctx)
-        for node in ctx.graph.nodes:  # the marker is private to this pass
-            node.attrs.pop("_rill_canonical", None)
-        return changed

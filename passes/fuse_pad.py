@@ -40,9 +40,14 @@ class FoldPadIntoWindowOp(RewriteRule):
             return False
         op = m["op"]
         if op.op == "AveragePool":
-            existing = window_attrs(op)["pads"]
-            if any(existing) and not int(op.attrs.get("count_include_pad", 0)):
+            a = window_attrs(op)
+            if any(a["pads"]) and not int(op.attrs.get("count_include_pad", 0)):
                 return False
+            spatial = rank - 2
+            for i in range(spatial):  # ONNX pooling needs every pad smaller than the kernel
+                if max(a["pads"][i] + pads[2 + i], a["pads"][spatial + i] + pads[rank + 2 + i]) \
+                        >= a["kernel"][i]:
+                    return False
         return True
 
     def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:

@@ -23,6 +23,9 @@ class RemoveIdentity(Pass):
             if node.op == "Dropout" and len(node.outputs) > 1 and node.outputs[1].outputs:
                 raise RillError(f"{node_label(node)}: the dropout mask is used by the model; "
                                 "export the model in eval mode")
+            if node.outputs[0] in graph.outputs and (node.inputs[0] in graph.inputs
+                                                     or node.inputs[0] in graph.outputs):
+                continue  # the copy is the model's interface: an output distinct from its source
             bypass_node(graph, node)
             changed = True
         n = len(graph.nodes)

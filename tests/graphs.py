@@ -28,15 +28,20 @@ from compiler.targets import get_target
 
 OPSET = 18
 
-# What the float pipeline has guaranteed by the time a fusion / the streaming-cut runs.
-FLOAT_PROPERTIES = frozenset({
-    "no-identity", "constants-folded", "shapes", "gemm-canonical", "pads-folded",
-    "batchnorm-folded", "activations-fused", "silu-recognized",
-})
+
+def _float_properties() -> frozenset[str]:
+    """What the offline float pipeline guarantees (so a fusion or the streaming-cut can run
+    alone); derived from the pipeline so new passes are picked up."""
+    from compiler.pipeline import float_passes
+    out: set[str] = set()
+    for p in float_passes(offline=True):
+        out |= p.ensures
+    return frozenset(out)
+
+
+FLOAT_PROPERTIES = _float_properties()
 
 _counter = itertools.count()
-
-Spec = "tuple[str, Sequence[int] | None] | onnx.ValueInfoProto"
 
 
 # --------------------------------------------------------------------------- raw builders
@@ -133,6 +138,32 @@ def causal_tcn_model(channels: int = 3, t: int = 12, layers: Sequence[tuple[int,
         nodes.append(node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
         prev = f"r{i}"
     return model(nodes, [("x", [1, channels, t])], [(prev, None)], inits)
+
+
+INT64_MIN_PLUS_1 = -9223372036854775807
+
+
+def torchscript_pad_chain(left: int, right: int = 0, rank: int = 3, p: str = "") -> list:
+    """The TorchScript exporter's F.pad(x, (left, right)) pads computation -> tensor `p + 'pads'`
+    (Constant -> ConstantOfShape -> Concat -> Reshape -> Slice(reverse) -> Transpose -> Reshape
+    -> Cast). `p` prefixes every tensor name so a model can hold several chains."""
+    n = {k: p + k for k in ("n_zeros", "zeros", "torch_pads", "cat", "pairs_shape", "pairs", "s_start",
+                            "s_end", "s_axes", "s_steps", "rev", "tr", "flat_shape", "flat", "pads")}
+    return [
+        constant(n["n_zeros"], [2 * rank - 2], np.int64),
+        node("ConstantOfShape", [n["n_zeros"]], [n["zeros"]], value=init("", [0], np.int64)),
+        constant(n["torch_pads"], [left, right], np.int64),
+        node("Concat", [n["torch_pads"], n["zeros"]], [n["cat"]], axis=0),
+        constant(n["pairs_shape"], [-1, 2], np.int64),
+        node("Reshape", [n["cat"], n["pairs_shape"]], [n["pairs"]]),
+        constant(n["s_start"], [-1], np.int64), constant(n["s_end"], [INT64_MIN_PLUS_1], np.int64),
+        constant(n["s_axes"], [0], np.int64), constant(n["s_steps"], [-1], np.int64),
+        node("Slice", [n["pairs"], n["s_start"], n["s_end"], n["s_axes"], n["s_steps"]], [n["rev"]]),
+        node("Transpose", [n["rev"]], [n["tr"]], perm=[1, 0]),
+        constant(n["flat_shape"], [-1], np.int64),
+        node("Reshape", [n["tr"], n["flat_shape"]], [n["flat"]]),
+        node("Cast", [n["flat"]], [n["pads"]], to=TensorProto.INT64),
+    ]
 
 
 # --------------------------------------------------------------------------- running passes

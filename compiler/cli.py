@@ -17,11 +17,18 @@ from compiler.targets import TARGETS, get_target
 SUPPORTED_BITS = (8,)
 
 
+class RillArgumentParser(argparse.ArgumentParser):
+    """argparse with Rill's one-line error format (exit code 2 for usage errors)."""
+
+    def error(self, message: str):
+        self.exit(2, f"rill: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = RillArgumentParser(
         prog="python -m compiler",
         description="Rill: compile an ONNX time-series model into a streaming ESP-IDF component.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=RillArgumentParser)
     c = sub.add_parser("compile", help="compile a model into OUT/<name>/",
                        description="Compile MODEL into a verified ESP-IDF component in OUT/<name>/.")
     c.add_argument("model", type=Path, help="the .onnx file (external data next to it is read)")
@@ -41,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="axis of the input that is time (default: the last)")
     c.add_argument("--dump-passes", type=Path, default=None, metavar="DIR",
                    help="write the ONNX graph after every pass into DIR (open in Netron)")
+    c.add_argument("--ram-budget", type=int, default=None, metavar="BYTES",
+                   help="RAM the arena and state may use (default: the target's internal RAM; "
+                        "raise it when the arena goes to PSRAM)")
     c.add_argument("--no-verify", action="store_true",
                    help="skip building and running the generated C on the host")
     c.add_argument("--force", action="store_true", help="overwrite OUT/<name> if it exists")
@@ -78,7 +88,7 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(target=target, bits=args.bits, chunk=args.chunk, offline=args.offline,
                    time_axis=args.time_axis, calib=load_calibration(args.calib), calib_path=args.calib,
                    name=name,
-                   verify=not args.no_verify)
+                   verify=not args.no_verify, ram_budget=args.ram_budget)
 
 
 def run_compile(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ class Options:
     calib_path: Path | None = None  # where `calib` came from (for error messages)
     name: str = "model"
     verify: bool = True
+    ram_budget: int | None = None  # bytes for arena + state; None: the target's internal RAM
 
 
 @dataclass

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from compiler.errors import RillError, UsageError
 
@@ -29,7 +31,24 @@ def load_onnx(path: Path) -> onnx.ModelProto:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RillError(f"{path}: the model fails onnx.checker: {first}") from None
+    check_finite_weights(model, path)
     return model
+
+
+def check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
+    """NaN/Inf in a weight makes every later number meaningless: name the tensor up front."""
+    users: dict[str, str] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, node.name or node.op_type)
+    bad = []
+    for init in model.graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            bad.append(f"initializer '{init.name}' (used by node '{users.get(init.name, '?')}')")
+    if bad:
+        raise RillError(f"{path.name}: weights contain NaN or Inf; re-export the model from a "
+                        "trained checkpoint", bad)
 
 
 def parse_input_shape(text: str) -> tuple[str | None, list[int]]:

@@ -143,6 +143,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     manager = comp.run_passes()
     program = ctx.facts["program"]
     plan = plan_memory(program)
+    check_memory_fits(program, plan, options)
     layout = comp.layout()
     stream = ctx.facts.get("streaming")
     offline_model = to_runnable(ctx.facts.get("offline_graph", ctx.graph))
@@ -186,6 +187,17 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return CompileResult(final, report, ctx.warnings)
+
+
+def check_memory_fits(program, plan, options: Options) -> None:
+    state = sum(program.buffers[s.buffer].nbytes for s in program.states)
+    budget = options.ram_budget or options.target.internal_ram_bytes
+    if state + plan.arena_bytes > budget:
+        raise RillError(
+            f"the model needs {state + plan.arena_bytes:,} B of RAM per stream (state {state:,} B + "
+            f"arena {plan.arena_bytes:,} B), more than {options.target.name}'s budget of {budget:,} B "
+            "(and ESP-IDF itself needs a large share of internal RAM); use a smaller --chunk, or "
+            "place the arena in PSRAM (<NAME>_ARENA_ATTR) and raise --ram-budget")
 
 
 def interface(options: Options, program, plan, layout: StreamLayout, stream) -> ModelInterface:

@@ -195,7 +195,11 @@ def analyze_time(graph: gs.Graph, input_names: list[str], time_axis: int,
         ins = [info.get(t.name) if t.name and const_value(t) is None else None for t in node.inputs]
         if all(i is None for i in ins):
             continue
+        reported = len(problems)
         out = _rule(node, ins, problems, temporal)
+        if out is None and len(problems) > reported:
+            # keep following the signal so every offending node downstream is reported too
+            out = next(i for i in ins if i is not None)
         for t in node.outputs[:1]:
             if out is not None:
                 info[t.name] = out

@@ -37,28 +37,33 @@ dependencies:
 """
 
 
+def _write(path: Path, text: str) -> None:
+    """Text files end with exactly one newline (clang -pedantic insists for C)."""
+    path.write_text(text.rstrip("\n") + "\n")
+
+
 def write_component(out: Path, writer: SourceWriter, *, target: str, bits: int,
                     streaming_model: onnx.ModelProto | None, test_inputs: np.ndarray,
                     test_outputs: np.ndarray) -> None:
     name = writer.prefix
     for sub in ("include", "src", "test"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    (out / "include" / f"{name}.h").write_text(writer.header())
-    (out / "src" / f"{name}_kernels.h").write_text(writer.kernels_header())
-    (out / "src" / f"{name}_kernels.c").write_text(writer.kernels_source())
-    (out / "src" / f"{name}.c").write_text(writer.model_source())
-    (out / "test" / f"{name}_selftest.c").write_text(selftest_source(name, test_inputs, test_outputs))
+    _write(out / "include" / f"{name}.h", writer.header())
+    _write(out / "src" / f"{name}_kernels.h", writer.kernels_header())
+    _write(out / "src" / f"{name}_kernels.c", writer.kernels_source())
+    _write(out / "src" / f"{name}.c", writer.model_source())
+    _write(out / "test" / f"{name}_selftest.c", selftest_source(name, test_inputs, test_outputs))
     np.save(out / "test" / "input_vectors.npy", test_inputs)
     np.save(out / "test" / "expected_outputs.npy", test_outputs)
     srcs = " ".join(f'"{p}"' for p in (f"src/{name}.c", f"src/{name}_kernels.c",
                                          f"test/{name}_selftest.c"))
-    (out / "CMakeLists.txt").write_text(CMAKE.replace("@SRCS@", srcs).replace("@NAME@", name))
-    (out / "idf_component.yml").write_text(MANIFEST.replace("@NAME@", name)
+    _write(out / "CMakeLists.txt", CMAKE.replace("@SRCS@", srcs).replace("@NAME@", name))
+    _write(out / "idf_component.yml", MANIFEST.replace("@NAME@", name)
                                            .replace("@BITS@", str(bits)).replace("@TARGET@", target))
     if streaming_model is not None:
         onnx.save(streaming_model, str(out / f"{name}.streaming.onnx"))
 
 
 def write_report(out: Path, report: dict, markdown: str) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    (out / "report.md").write_text(markdown)
+    _write(out / "report.json", json.dumps(report, indent=2, sort_keys=False) + "\n")
+    _write(out / "report.md", markdown)

@@ -1,8 +1,6 @@
 """Small helpers over the onnx-graphsurgeon IR that every pass uses."""
 from __future__ import annotations
 
-from typing import Any, Iterable
-
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
@@ -47,16 +45,7 @@ def const_value(t: Tensor) -> np.ndarray | None:
     return None
 
 
-def is_const(t: Tensor) -> bool:
-    return const_value(t) is not None
 
-
-def producer(t: Tensor) -> Node | None:
-    return t.inputs[0] if t.inputs else None
-
-
-def consumers(t: Tensor) -> list[Node]:
-    return list(t.outputs)
 
 
 def only_consumer(t: Tensor) -> Node | None:
@@ -71,9 +60,6 @@ def is_graph_output(graph: gs.Graph, t: Tensor) -> bool:
 def node_label(node: Node) -> str:
     return f"node '{node.name or '<unnamed>'}' ({node.op})"
 
-
-def make_const(name: str, values: Any, dtype=np.float32) -> gs.Constant:
-    return gs.Constant(name, np.asarray(values, dtype=dtype))
 
 
 def unique_name(graph: gs.Graph, base: str) -> str:
@@ -131,7 +117,3 @@ def static_shape(t: Tensor) -> tuple[int, ...] | None:
     if t.shape is None or any(not isinstance(d, (int, np.integer)) or d < 0 for d in t.shape):
         return None
     return tuple(int(d) for d in t.shape)
-
-
-def ints(values: Iterable) -> list[int]:
-    return [int(v) for v in values]

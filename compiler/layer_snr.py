@@ -16,6 +16,14 @@ from passes.time_analysis import TimeInfo
 from runtime.ir import Program
 
 
+def _trace_calls(program: Program, layout: StreamLayout, x: np.ndarray,
+                 names: list[str]) -> list[dict[str, np.ndarray]]:
+    """The named buffers after every call of one stream."""
+    calls: list[dict[str, np.ndarray]] = []
+    run_integer(program, layout, x, trace=lambda mem: calls.append({n: mem[n].copy() for n in names}))
+    return calls
+
+
 def layer_snr(program: Program, layout: StreamLayout, offline_model: onnx.ModelProto,
               shapes: dict[str, tuple[int, ...]], stored: dict[str, TimeInfo | None],
               streamed: dict[str, TimeInfo], data: np.ndarray) -> dict[str, float]:
@@ -29,8 +37,7 @@ def layer_snr(program: Program, layout: StreamLayout, offline_model: onnx.ModelP
     in_name = sess.get_inputs()[0].name
     for x in data:
         floats = dict(zip(names, sess.run(names, {in_name: x.astype(np.float32)})))
-        calls: list[dict[str, np.ndarray]] = []
-        run_integer(program, layout, x, trace=lambda mem: calls.append({n: mem[n].copy() for n in names}))
+        calls = _trace_calls(program, layout, x, names)
         for n in names:
             exp = program.buffers[n].exp
             per_call = [from_physical(c[n].astype(np.float64) * 2.0 ** exp, shapes[n], stored.get(n))

@@ -83,7 +83,7 @@ def clip_bounds(node: gs.Node) -> tuple[float, float] | None:
     lo, hi = float("-inf"), float("inf")
     if "min" in node.attrs or "max" in node.attrs:  # opset < 11
         return float(node.attrs.get("min", lo)), float(node.attrs.get("max", hi))
-    for idx, default in ((1, lo), (2, hi)):
+    for idx in (1, 2):
         if len(node.inputs) > idx and node.inputs[idx] is not None and node.inputs[idx].name:
             v = const_value(node.inputs[idx])
             if v is None:

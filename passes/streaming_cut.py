@@ -7,7 +7,6 @@ pad value, so the first call sees what the offline model sees before its first f
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,7 +179,3 @@ def streaming_metadata(facts: dict) -> dict:
     return {"time_axis": facts["time_axis"], "chunk": facts["chunk"],
             "latency_frames": facts["latency_frames"],
             "states": [s.as_json() for s in facts["states"]]}
-
-
-def calls_for(frames: int, chunk: int) -> int:
-    return math.ceil(frames / chunk)

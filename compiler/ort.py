@@ -5,6 +5,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+# Rill reports problems itself; onnxruntime's optimizer chatter (also from the sessions that
+# onnx-graphsurgeon's constant folding opens) would only bury them.
+ort.set_default_logger_severity(3)
+
 _NP_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
              onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32,
              onnx.TensorProto.FLOAT16: np.float16}

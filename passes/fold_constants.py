@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
+import compiler.ort  # noqa: F401  (quiets onnxruntime before graphsurgeon uses it)
 from compiler.context import CompileContext
 from compiler.pass_manager import Pass
 from compiler.shapes import infer_shapes

@@ -112,3 +112,13 @@ def test_last_frame_head_compiles_and_verifies(tmp_path: Path):
     assert report["snr_db"] > 25
     assert report["verification"]["selftest"] == "passed"
     assert [s["shape"] for s in report["states"]] == [[1, 8, 4]]
+
+
+def test_unfolded_torchscript_export_compiles(tmp_path: Path):
+    """132 nodes of shape arithmetic, BatchNorm and a dynamic batch: all of it must fold away."""
+    fixtures = ROOT / "tests" / "fixtures"
+    report = compile_ok(fixtures / "tcn_torch_script_nofold_op17.onnx", tmp_path / "out",
+                        "--calib", str(fixtures / "tcn_torch_calib.npy"), "--chunk", "3",
+                        "--target", "esp32s3")
+    assert report["snr_db"] > 25 and report["macs_per_call"] == 13920
+    assert [layer["op"] for layer in report["layers"]].count("conv1d_s8") == 8

@@ -59,21 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_calibration(path: Path | None, input_name: str | None = None) -> np.ndarray | None:
+def load_calibration(path: Path | None) -> np.ndarray | dict[str, np.ndarray] | None:
+    """A .npy array, or the arrays of a .npz by name (matched to the model's input later)."""
     if path is None:
         return None
     if not path.is_file():
         raise UsageError(f"calibration file not found: {path}")
     try:
         data = np.load(path, allow_pickle=False)
+        return dict(data.items()) if isinstance(data, np.lib.npyio.NpzFile) else data
     except Exception:
         raise RillError(f"{path}: not a readable .npy/.npz file") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        arrays = dict(data.items())
-        if len(arrays) != 1 and (input_name is None or input_name not in arrays):
-            raise RillError(f"{path}: expected one array per model input; found {sorted(arrays)}")
-        return arrays[input_name] if input_name in arrays else next(iter(arrays.values()))
-    return data
 
 
 def options_from(args: argparse.Namespace) -> Options:

@@ -20,7 +20,7 @@ class Options:
     chunk: int | None = None  # None: the smallest legal chunk
     offline: bool = False
     time_axis: int | None = None  # None: last axis of the time-series input
-    calib: np.ndarray | None = None  # [N, *input_shape]
+    calib: np.ndarray | dict[str, np.ndarray] | None = None  # [N, *input_shape] (or .npz arrays)
     calib_path: Path | None = None  # where `calib` came from (for error messages)
     name: str = "model"
     verify: bool = True

@@ -20,7 +20,7 @@ from compiler.errors import RillError, VerificationError
 from compiler.graph import import_model, static_shape, to_runnable
 from compiler.layer_snr import layer_snr
 from compiler.host_build import build_host, run_host, run_selftest
-from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration
+from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration, runtime_inputs
 from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
 from compiler.simulate import StreamLayout, run_integer
@@ -67,9 +67,24 @@ class CompileResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_graph(path: Path, input_shapes: list, calib: np.ndarray | None,
+def select_calibration(calib, model: onnx.ModelProto, source: str) -> np.ndarray | None:
+    """The calibration array of the model's input: a .npy, or the .npz array of that name."""
+    if not isinstance(calib, dict):
+        return calib
+    names = [vi.name for vi in runtime_inputs(model)]
+    if len(calib) == 1:
+        return next(iter(calib.values()))
+    for name in names:
+        if name in calib:
+            return calib[name]
+    raise RillError(f"{source}: the .npz holds arrays {sorted(calib)}, none named after the "
+                    f"model's input ({', '.join(names)})")
+
+
+def load_graph(path: Path, options: Options, input_shapes: list,
                warn: Callable[[str], None]) -> tuple[onnx.ModelProto, object]:
     model = load_onnx(path)
+    options.calib = calib = select_calibration(options.calib, model, f"--calib {options.calib_path}")
     if not input_shapes and calib is not None:
         input_shapes = pins_from_calibration(model, calib.shape)
         for name, shape in input_shapes:
@@ -130,7 +145,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
                   dump_dir: Path | None = None, force: bool = False,
                   log: Callable[[str], None] = lambda s: None) -> CompileResult:
     notes: list[str] = []
-    model, graph = load_graph(path, list(input_shapes), options.calib, notes.append)
+    model, graph = load_graph(path, options, list(input_shapes), notes.append)
     ctx = CompileContext(graph, options, source=path, warnings=notes)
     x = time_series_input(graph)
     offline_shape = static_shape(x)

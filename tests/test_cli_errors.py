@@ -348,3 +348,17 @@ def test_process_exit_codes(argv, expected_rc, tmp_path):
     assert proc.stderr.startswith("rill: error:") and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count("rill: error:") == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_npz_calibration_is_matched_by_input_name(tmp_path):
+    from compiler.cli import main
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    data = np.load(fixtures / "tcn_torch_calib.npy")
+    np.savez(tmp_path / "named.npz", other=data[:2] * 0, x=data)
+    rc = main(["compile", str(fixtures / "tcn_torch_dynamo.onnx"), "--calib", str(tmp_path / "named.npz"),
+               "--out", str(tmp_path / "out"), "--no-verify", "-q"])
+    assert rc == 0
+    np.savez(tmp_path / "unnamed.npz", a=data, b=data)
+    rc = main(["compile", str(fixtures / "tcn_torch_dynamo.onnx"), "--calib", str(tmp_path / "unnamed.npz"),
+               "--out", str(tmp_path / "out2"), "--no-verify", "-q"])
+    assert rc == 1 and not (tmp_path / "out2" / "tcn_torch_dynamo").exists()

@@ -48,6 +48,14 @@ def const_value(t: Tensor) -> np.ndarray | None:
 
 
 
+def fusable_producer(graph: gs.Graph, t: Tensor, consumer: Node) -> Node | None:
+    """The node writing `t` when `consumer` is its only reader and `t` is not a graph output,
+    i.e. when a fusion may make the producer absorb the consumer."""
+    if not t.inputs or only_consumer(t) is not consumer or t in graph.outputs:
+        return None
+    return t.inputs[0]
+
+
 def only_consumer(t: Tensor) -> Node | None:
     outs = t.outputs
     return outs[0] if len(outs) == 1 else None

@@ -135,8 +135,7 @@ class Compilation:
         out = facts["program"].outputs[0]
         out_t = graph.tensors()[out]
         stream = facts.get("streaming")
-        axis = stream["time_axis"] if stream else len(static_shape(x)) - 1 \
-            if self.ctx.options.time_axis is None else self.ctx.options.time_axis
+        axis = facts["time_axis"]
         return StreamLayout(axis, static_shape(x)[axis], bool(stream and stream["per_frame_output"]),
                             info.get(x.name), info.get(out), static_shape(out_t))
 
@@ -205,7 +204,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
 
 
 def check_memory_fits(program, plan, options: Options) -> None:
-    state = sum(program.buffers[s.buffer].nbytes for s in program.states)
+    state = program.state_bytes
     budget = options.ram_budget or options.target.internal_ram_bytes
     if state + plan.arena_bytes > budget:
         raise RillError(
@@ -224,7 +223,7 @@ def interface(options: Options, program, plan, layout: StreamLayout, stream) -> 
         input_elems=x.size, output_elems=y.size, input_exp=x.exp, output_exp=y.exp,
         latency_frames=stream["latency_frames"] if stream else 0,
         per_frame_output=layout.per_frame,
-        state_bytes=sum(program.buffers[s.buffer].nbytes for s in program.states),
+        state_bytes=program.state_bytes,
         arena_bytes=plan.arena_bytes)
 
 

@@ -6,12 +6,12 @@ the streaming model's data tensors; state windows inherit their exponents by pro
 from __future__ import annotations
 
 import numpy as np
+import onnx_graphsurgeon as gs
 
 from compiler.context import CompileContext
 from compiler.graph import to_runnable
-from compiler.ort import session
+from compiler.ort import session, with_all_outputs
 from compiler.pass_manager import Pass
-from compiler.ort import with_all_outputs
 
 MAX_SAMPLES_PER_TENSOR = 1 << 20
 
@@ -29,7 +29,7 @@ class Calibrate(Pass):
         graph = ctx.facts.get("offline_graph", ctx.graph)
         model = to_runnable(graph)
         names = [t.name for t in graph.tensors().values()
-                 if not hasattr(t, "values") and t.name and t not in graph.inputs]
+                 if not isinstance(t, gs.Constant) and t.name and t not in graph.inputs]
         sess = session(with_all_outputs(model, names))
         in_name = sess.get_inputs()[0].name
         out_names = [o.name for o in sess.get_outputs()]

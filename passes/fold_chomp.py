@@ -11,7 +11,7 @@ from typing import Any
 
 import onnx_graphsurgeon as gs
 
-from compiler.graph import bypass_node, only_consumer, static_shape
+from compiler.graph import bypass_node, fusable_producer, static_shape
 from compiler.op_attrs import normalized_slice, set_explicit_pads, slice_spec, window_attrs
 from compiler.rewriter import RewritePass, RewriteRule
 
@@ -22,8 +22,8 @@ class CropIntoRightPad(RewriteRule):
 
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
         src = node.inputs[0]
-        conv = src.inputs[0] if src.inputs else None
-        if conv is None or conv.op != "Conv" or only_consumer(src) is not node or src in graph.outputs:
+        conv = fusable_producer(graph, src, node)
+        if conv is None or conv.op != "Conv":
             return None
         spec, shape = slice_spec(node), static_shape(src)
         if spec is None or shape is None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import onnx_graphsurgeon as gs
 
-from compiler.graph import absorb, only_consumer
+from compiler.graph import absorb, fusable_producer
 from compiler.op_attrs import clip_bounds
 from compiler.rewriter import RewritePass, RewriteRule
 from compiler.rill_ops import RILL_DOMAIN
@@ -22,9 +22,8 @@ class FuseActivationIntoProducer(RewriteRule):
     anchor_ops = frozenset({"Relu", "Clip"})
 
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
-        src = node.inputs[0]
-        prod = src.inputs[0] if src.inputs else None
-        if prod is None or only_consumer(src) is not node or src in graph.outputs:
+        prod = fusable_producer(graph, node.inputs[0], node)
+        if prod is None:
             return None
         is_plain = prod.op in FUSED_NAME and prod.domain in (None, "", "ai.onnx")
         is_fused_bare = prod.op in FUSED_NAME.values() and not prod.attrs.get("activation")

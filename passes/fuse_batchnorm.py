@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from compiler.graph import absorb, const_value, only_consumer, unique_name
+from compiler.graph import absorb, const_value, fusable_producer, unique_name
 from compiler.rewriter import RewritePass, RewriteRule
 
 
@@ -15,9 +15,8 @@ class FoldBatchNormIntoConv(RewriteRule):
     anchor_ops = frozenset({"BatchNormalization"})
 
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
-        src = node.inputs[0]
-        conv = src.inputs[0] if src.inputs else None
-        if conv is None or conv.op != "Conv" or only_consumer(src) is not node or src in graph.outputs:
+        conv = fusable_producer(graph, node.inputs[0], node)
+        if conv is None or conv.op != "Conv":
             return None
         params = [const_value(t) for t in node.inputs[1:5]]
         w = const_value(conv.inputs[1])

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from compiler.graph import absorb, const_value, only_consumer, static_shape, unique_name
+from compiler.graph import absorb, const_value, fusable_producer, static_shape, unique_name
 from compiler.rewriter import RewritePass, RewriteRule
 
 
@@ -91,9 +91,8 @@ class FoldBiasAdd(RewriteRule):
 
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
         for src in node.inputs:
-            prod = src.inputs[0] if src.inputs else None
-            if prod is None or prod.op != "Gemm" or only_consumer(src) is not node \
-                    or src in graph.outputs or len(prod.inputs) < 3:
+            prod = fusable_producer(graph, src, node)
+            if prod is None or prod.op != "Gemm" or len(prod.inputs) < 3:
                 continue
             w = const_value(prod.inputs[1])
             if w is None or not _is_canonical(prod, const_value(prod.inputs[2]), w.shape[0]):

@@ -16,7 +16,7 @@ from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import clip_bounds, normalized_slice, slice_spec, window_attrs
 from compiler.pass_manager import Pass
-from passes.streaming_cut import analyze, state_input_names, time_series_input
+from passes.streaming_cut import analyze, resolve_time_axis, state_input_names, time_series_input
 from passes.tables import TABLE_OPS, int8_table
 from passes.time_analysis import TimeInfo, physical_perm, physical_shape
 from runtime.ir import Buffer, Program, StatePair, Step
@@ -142,10 +142,17 @@ class Lowering:
                   macs=t_out * c_out * k * w.shape[1])
 
     def require_time_major(self, node: gs.Node, *tensors: gs.Tensor) -> None:
+        """1-D window kernels read [T][C]: the last axis must be stored first (or be 1 frame)."""
         for t in tensors:
             shape = static_shape(t)
-            if self.perm(t) != [0, len(shape) - 1] + list(range(1, len(shape) - 1)) and shape[-1] != 1:
+            last_is_time = physical_perm(len(shape), TimeInfo(len(shape) - 1, streamed=False))
+            if self.perm(t) != last_is_time and shape[-1] != 1:
                 raise RillError(f"{node_label(node)}: expects time on the last axis of '{t.name}'")
+
+    def stored_in_onnx_order(self, t: gs.Tensor) -> bool:
+        """True when only size-1 axes moved, so the bytes are already in ONNX order."""
+        perm, shape = self.perm(t), static_shape(t)
+        return all(shape[a] == 1 for i, a in enumerate(perm) if a != i)
 
     def gemm(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -244,7 +251,7 @@ class Lowering:
     def reshape(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         perm = self.perm(x)
-        if perm == sorted(perm) or all(static_shape(x)[a] == 1 for a in perm if perm.index(a) != a):
+        if self.stored_in_onnx_order(x):
             self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
                       dict(src_offset=0, dst_offset=0, count=int(np.prod(static_shape(y)))))
             return
@@ -282,4 +289,6 @@ class LowerToInteger(Pass):
         ctx.facts["program"] = Program(low.buffers, low.steps, [x.name], [o.name for o in outputs],
                                        states, ctx.options.target.rounding)
         ctx.facts["time_info"] = info
+        ctx.facts["time_axis"] = resolve_time_axis(graph, ctx.options.time_axis,
+                                                   state_input_names(ctx.facts))
         return True

@@ -8,6 +8,7 @@ and lower to plain copies. A state pair shares the exponent of the tensor whose 
 from __future__ import annotations
 
 import networkx as nx
+import onnx_graphsurgeon as gs
 
 from compiler.context import CompileContext
 from compiler.errors import RillError
@@ -29,8 +30,8 @@ class PropagateQParams(Pass):
         for node in graph.nodes:
             if node.op not in PASSIVE_OPS:
                 continue
-            data = [t for t in node.inputs[:1 if node.op != "Concat" else None] if not hasattr(t, "values")]
-            for t in data:
+            data = node.inputs if node.op == "Concat" else node.inputs[:1]  # the rest: parameters
+            for t in (t for t in data if not isinstance(t, gs.Constant)):
                 for o in node.outputs:
                     ties.add_edge(t.name, o.name)
         for state in ctx.facts.get("streaming", {}).get("states", []):

@@ -238,8 +238,3 @@ def physical_perm(rank: int, info: TimeInfo | None) -> list[int]:
 
 def physical_shape(shape: tuple[int, ...], info: TimeInfo | None) -> tuple[int, ...]:
     return tuple(int(shape[a]) for a in physical_perm(len(shape), info)) if shape else ()
-
-
-def to_physical(x: np.ndarray, info: TimeInfo | None) -> np.ndarray:
-    """An ONNX-layout array in its stored order."""
-    return np.ascontiguousarray(np.transpose(x, physical_perm(x.ndim, info)))

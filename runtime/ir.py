@@ -72,3 +72,8 @@ class Program:
 
     def buffer(self, name: str) -> Buffer:
         return self.buffers[name]
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes kept between calls (contract §3: the frames of every state pair)."""
+        return sum(self.buffers[s.buffer].nbytes for s in self.states)

@@ -30,6 +30,7 @@ from passes.fold_chomp import FoldChomp
 from passes.fold_constants import FoldConstants
 from passes.fuse_activation import FuseActivation
 from passes.fuse_batchnorm import FuseBatchNorm
+from passes.fuse_gelu import FuseGelu
 from passes.fuse_gemm import FuseGemm
 from passes.fuse_pad import FusePad
 from passes.fuse_silu import FuseSilu
@@ -47,7 +48,7 @@ LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data su
 def float_passes(offline: bool) -> list[Pass]:
     """Normalize and fuse, then cut into a streaming model (unless compiling offline)."""
     passes: list[Pass] = [RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(), FoldChomp(),
-                          FuseBatchNorm(), FuseActivation(), FuseSilu(), InferShapes()]
+                          FuseBatchNorm(), FuseActivation(), FuseSilu(), FuseGelu(), InferShapes()]
     return passes if offline else passes + [StreamingCut()]
 
 

@@ -50,7 +50,73 @@ def _expand_node(node: onnx.NodeProto, inits: list[onnx.TensorProto]) -> list[on
         s = f"{node.output[0]}__sigmoid"
         return [helper.make_node("Sigmoid", [node.input[0]], [s], name=f"{node.name}/Sigmoid"),
                 helper.make_node("Mul", [node.input[0], s], [node.output[0]], name=f"{node.name}/Mul")]
+    if node.op_type == "MaskFrames":
+        return _expand_mask_frames(node, inits)
+    if node.op_type == "MaxPool":
+        return _expand_padded_max_pool(node, inits)
+    if node.op_type == "Gelu":
+        return _expand_gelu(node, inits)
     raise ValueError(f"no expansion for {RILL_DOMAIN}.{node.op_type} (node {node.name})")
+
+
+def _scalar(inits: list[onnx.TensorProto], name: str, value: float) -> str:
+    inits.append(numpy_helper.from_array(np.array(value, np.float32), name))
+    return name
+
+
+def _expand_mask_frames(node: onnx.NodeProto, inits) -> list[onnx.NodeProto]:
+    """y = x * flags + value * (1 - flags): exact for flags in {0, 1} and finite x."""
+    x, flags = node.input
+    y, base = node.output[0], node.name
+    value = helper.get_attribute_value(_attr_dict(node)["value"])
+    if value == 0.0:
+        return [helper.make_node("Mul", [x, flags], [y], name=f"{base}/Mul")]
+    one = _scalar(inits, f"{base}/one", 1.0)
+    fill = _scalar(inits, f"{base}/value", value)
+    return [helper.make_node("Mul", [x, flags], [f"{y}__kept"], name=f"{base}/Mul"),
+            helper.make_node("Sub", [one, flags], [f"{y}__blank"], name=f"{base}/Sub"),
+            helper.make_node("Mul", [f"{y}__blank", fill], [f"{y}__filled"], name=f"{base}/Fill"),
+            helper.make_node("Add", [f"{y}__kept", f"{y}__filled"], [y], name=f"{base}/Add")]
+
+
+def _expand_padded_max_pool(node: onnx.NodeProto, inits) -> list[onnx.NodeProto]:
+    """MaxPool whose padding reads `pad_value` (a folded constant Pad) instead of -inf."""
+    attrs = _attr_dict(node)
+    pads = list(helper.get_attribute_value(attrs["pads"]))
+    value = helper.get_attribute_value(attrs["pad_value"])
+    rank = len(pads) // 2
+    full = [0, 0] + pads[:rank] + [0, 0] + pads[rank:]
+    pads_name = f"{node.name}/pads"
+    inits.append(numpy_helper.from_array(np.array(full, np.int64), pads_name))
+    padded = f"{node.output[0]}__padded"
+    pool = helper.make_node("MaxPool", [padded], list(node.output), name=node.name)
+    pool.attribute.extend(a for n, a in attrs.items() if n not in ("pads", "pad_value", "auto_pad"))
+    return [helper.make_node("Pad", [node.input[0], pads_name, _scalar(inits, f"{node.name}/value", value)],
+                             [padded], name=f"{node.name}/Pad", mode="constant"), pool]
+
+
+def _expand_gelu(node: onnx.NodeProto, inits) -> list[onnx.NodeProto]:
+    """0.5 * x * (1 + erf(x / sqrt(2))), or the tanh approximation."""
+    x, y, base = node.input[0], node.output[0], node.name
+    approx = _attr_dict(node).get("approximate")
+    if approx is not None and helper.get_attribute_value(approx) in (b"tanh", "tanh"):
+        c = _scalar(inits, f"{base}/c", 0.044715)
+        k = _scalar(inits, f"{base}/k", float(np.sqrt(2.0 / np.pi)))
+        three = _scalar(inits, f"{base}/three", 3.0)
+        nodes = [helper.make_node("Pow", [x, three], [f"{y}__x3"], name=f"{base}/Pow"),
+                 helper.make_node("Mul", [f"{y}__x3", c], [f"{y}__cx3"], name=f"{base}/MulC"),
+                 helper.make_node("Add", [x, f"{y}__cx3"], [f"{y}__inner"], name=f"{base}/AddX"),
+                 helper.make_node("Mul", [f"{y}__inner", k], [f"{y}__arg"], name=f"{base}/MulK"),
+                 helper.make_node("Tanh", [f"{y}__arg"], [f"{y}__f"], name=f"{base}/Tanh")]
+    else:
+        r = _scalar(inits, f"{base}/sqrt2", float(np.sqrt(2.0)))
+        nodes = [helper.make_node("Div", [x, r], [f"{y}__arg"], name=f"{base}/Div"),
+                 helper.make_node("Erf", [f"{y}__arg"], [f"{y}__f"], name=f"{base}/Erf")]
+    one = _scalar(inits, f"{base}/one", 1.0)
+    half = _scalar(inits, f"{base}/half", 0.5)
+    return nodes + [helper.make_node("Add", [f"{y}__f", one], [f"{y}__1f"], name=f"{base}/Add1"),
+                    helper.make_node("Mul", [x, half], [f"{y}__hx"], name=f"{base}/Half"),
+                    helper.make_node("Mul", [f"{y}__hx", f"{y}__1f"], [y], name=f"{base}/Mul")]
 
 
 def has_rill_ops(model: onnx.ModelProto) -> bool:

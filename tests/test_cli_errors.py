@@ -46,8 +46,25 @@ def _with_topk_on_time(example_model: Path) -> onnx.ModelProto:
     return m
 
 
+def _with_cumsum_on_time(model: onnx.ModelProto, after: str = "/conv_out/Conv") -> onnx.ModelProto:
+    """A CumSum along time after node `after`: it mixes every past frame, no streaming meaning."""
+    g = model.graph
+    producer = next(n for n in g.node if n.name == after)
+    out = producer.output[0]
+    for n in g.node:
+        n.input[:] = [f"{out}_cumsum" if i == out else i for i in n.input]
+    axis = helper.make_node("Constant", [], ["cumsum_axis"], name="/time/CumSum_axis",
+                            value=numpy_helper.from_array(np.array(2, np.int64)))
+    at = list(g.node).index(producer) + 1
+    g.node.insert(at, helper.make_node("CumSum", [out, "cumsum_axis"], [f"{out}_cumsum"],
+                                       name="/time/CumSum"))
+    g.node.insert(at, axis)
+    onnx.checker.check_model(model)
+    return model
+
+
 def _with_stride2_on_time(model: onnx.ModelProto, node: str = "/conv_out/Conv") -> onnx.ModelProto:
-    """A Conv with stride 2 along time (downsampling), which the streaming-cut does not handle."""
+    """A Conv with stride 2 along time (downsampling by 2)."""
     conv = next(n for n in model.graph.node if n.name == node)
     for a in conv.attribute:
         if a.name == "strides":
@@ -176,15 +193,16 @@ def case_topk_on_time(tmp, ex, calib):
 
 
 def case_conv_stride2_on_time(tmp, ex, calib):
+    """Contract §2: CHUNK must be a multiple of the cumulative downsampling; legal values listed."""
     p = _save(tmp, _with_stride2_on_time(_base(ex)), "stride2.onnx")
-    return ["compile", p, "--calib", calib, "--chunk", "2"], 1, ["/conv_out/Conv"]
+    return ["compile", p, "--calib", calib, "--chunk", "3"], 1, ["CHUNK=3", "2, 4, 6"]
 
 
 def case_two_unstreamable_nodes(tmp, ex, calib):
     """Contract §2: the error lists every offending node, not just the first."""
     onnx.save(_with_topk_on_time(ex), str(tmp / "topk_tmp.onnx"))
-    p = _save(tmp, _with_stride2_on_time(onnx.load(str(tmp / "topk_tmp.onnx"))), "two_bad.onnx")
-    return ["compile", p, "--calib", calib], 1, ["/time/TopK", "/conv_out/Conv"]
+    p = _save(tmp, _with_cumsum_on_time(onnx.load(str(tmp / "topk_tmp.onnx"))), "two_bad.onnx")
+    return ["compile", p, "--calib", calib], 1, ["/time/TopK", "/time/CumSum"]
 
 
 def case_dynamic_unpinned(tmp, ex, calib):
@@ -232,7 +250,7 @@ CASES = [
     pytest.param(case_truncated, id="truncated-protobuf"),
     pytest.param(case_checker, id="fails-onnx-checker"),
     pytest.param(case_topk_on_time, id="topk-on-time-path"),
-    pytest.param(case_conv_stride2_on_time, id="conv-stride2-on-time-path"),
+    pytest.param(case_conv_stride2_on_time, id="chunk-not-multiple-of-stride"),
     pytest.param(case_two_unstreamable_nodes, id="lists-every-unstreamable-node"),
     pytest.param(case_dynamic_unpinned, id="dynamic-dims-unpinned"),
     pytest.param(case_chunk_not_dividing, id="chunk-does-not-divide-window"),

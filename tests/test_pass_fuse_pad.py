@@ -144,11 +144,18 @@ def test_pad_output_that_is_a_graph_output_is_not_fused():
     assert op_types(ctx) == ["Pad", "Conv"]
 
 
-def test_pad_into_max_pool_is_not_fused():
-    m = pad_then(node("MaxPool", ["xp"], ["y"], name="pool", kernel_shape=[3]), [0, 0, 2, 0, 0, 0])
+@pytest.mark.parametrize("value", [-1e4, 0.0])
+def test_pad_into_max_pool_keeps_its_pad_value(value):
+    """F.pad(x, (2, 0), value=v) + MaxPool: one ai.rill MaxPool that pads with v, not -inf."""
+    m = pad_then(node("MaxPool", ["xp"], ["y"], name="pool", kernel_shape=[3]), [0, 0, 2, 0, 0, 0],
+                 value=value)
     ctx = ctx_for(m)
-    assert not run_pass(FusePad(), ctx)
-    assert op_types(ctx) == ["Pad", "MaxPool"]
+    assert run_pass(FusePad(), ctx)
+    assert op_types(ctx) == ["MaxPool"]
+    pool = ctx.graph.nodes[0]
+    assert pool.domain == "ai.rill" and pool.attrs["pad_value"] == value
+    assert list(pool.attrs["pads"]) == [2, 0]
+    assert_ort_equal(m, ctx)
 
 
 def test_pad_as_wide_as_the_pool_kernel_keeps_a_runnable_model():

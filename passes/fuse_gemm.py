@@ -1,7 +1,9 @@
 """Canonical Gemm: `y = x @ W^T + b` with W stored [N, K], alpha = beta = 1.
 
 MatMul by a constant followed by Add of a constant bias becomes one Gemm; Gemm's alpha, beta and
-transB are folded into its constants; a following bias Add is folded into the Gemm's bias.
+transB are folded into its constants; a following bias Add is folded into the Gemm's bias. A
+MatMul over a [..., M, K] activation (e.g. a per-frame Linear after a recurrent layer) becomes
+Reshape to [prod(...)*M, K], Gemm, Reshape back, so every product is one 2-D Gemm.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from compiler.graph import absorb, const_value, fusable_producer, static_shape, unique_name
+from compiler.graph import (absorb, const_value, fusable_producer, only_consumer, static_shape,
+                           unique_name)
 from compiler.rewriter import RewritePass, RewriteRule
 
 
@@ -40,18 +43,50 @@ class MatMulToGemm(RewriteRule):
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
         w = const_value(node.inputs[1])
         shape = static_shape(node.inputs[0])
-        if w is None or w.ndim != 2 or shape is None or len(shape) != 2:
+        if w is None or w.ndim != 2 or shape is None or len(shape) < 2:
             return None
-        return {"mm": node, "w": w}
+        m = {"mm": node, "w": w, "shape": shape, "out": node.outputs[0], "bias": None}
+        add = fusable_producer(graph, node.outputs[0], only_consumer(node.outputs[0])) and \
+            only_consumer(node.outputs[0])
+        if len(shape) > 2 and add is not None and add.op == "Add":
+            bias = _bias_of(add, node.outputs[0], w.shape[1])
+            if bias is not None and static_shape(add.outputs[0]) == static_shape(node.outputs[0]):
+                m.update(bias=bias, out=add.outputs[0], add=add)
+        return m
 
     def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
-        mm, w = m["mm"], m["w"].astype(np.float32)
-        gemm = gs.Node("Gemm", name=mm.name, attrs={"transB": 1},
-                       inputs=[mm.inputs[0], gs.Constant(unique_name(graph, f"{mm.name}/weight_t"),
-                                                         np.ascontiguousarray(w.T))],
-                       outputs=[mm.outputs[0]])
+        mm, w, shape = m["mm"], m["w"].astype(np.float32), m["shape"]
+        inputs = [mm.inputs[0], gs.Constant(unique_name(graph, f"{mm.name}/weight_t"),
+                                            np.ascontiguousarray(w.T))]
+        if m["bias"] is not None:
+            inputs.append(gs.Constant(unique_name(graph, f"{mm.name}/bias"), m["bias"]))
+            m["add"].outputs.clear()
+        out = m["out"]
         mm.outputs.clear()
-        graph.nodes.append(gemm)
+        if len(shape) == 2:
+            graph.nodes.append(gs.Node("Gemm", name=mm.name, attrs={"transB": 1}, inputs=inputs,
+                                       outputs=[out]))
+            return
+        rows = int(np.prod(shape[:-1]))
+        flat_in = self._reshape(graph, inputs[0], [rows, shape[-1]], f"{mm.name}/rows")
+        flat_out = gs.Variable(unique_name(graph, f"{mm.name}.rows_out"), dtype=np.float32,
+                               shape=[rows, w.shape[1]])
+        graph.nodes.append(gs.Node("Gemm", name=mm.name, attrs={"transB": 1},
+                                   inputs=[flat_in] + inputs[1:], outputs=[flat_out]))
+        graph.nodes.append(gs.Node("Reshape", name=unique_name(graph, f"{mm.name}/unrows"),
+                                   inputs=[flat_out, gs.Constant(
+                                       unique_name(graph, f"{mm.name}/out_shape"),
+                                       np.array(list(shape[:-1]) + [w.shape[1]], np.int64))],
+                                   outputs=[out]))
+
+    @staticmethod
+    def _reshape(graph: gs.Graph, t: gs.Tensor, shape: list[int], name: str) -> gs.Variable:
+        out = gs.Variable(unique_name(graph, f"{name}.out"), dtype=np.float32, shape=shape)
+        graph.nodes.append(gs.Node("Reshape", name=unique_name(graph, name),
+                                   inputs=[t, gs.Constant(unique_name(graph, f"{name}/shape"),
+                                                          np.array(shape, np.int64))],
+                                   outputs=[out]))
+        return out
 
 
 class CanonicalGemm(RewriteRule):

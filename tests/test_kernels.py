@@ -39,6 +39,8 @@ OP = {
     "conv1d_s8": 1, "gemm_s8": 2, "add_s8": 3, "avgpool1d_s8": 4, "lut_s8": 5,
     "requant_s8": 6, "transpose_s8": 7, "quantize_f32_s8": 8, "dequantize_s8_f32": 9,
     "round_shift": 10, "round_div": 11, "round_f32_sat8": 12, "floor_shift": 13,
+    "maxpool1d_s8": 14, "conv2d_s8": 15, "reduce_s8": 16, "softmax_s8": 17, "mask_frames_s8": 18,
+    "mask_frames_inplace": 19, "conv_transpose1d_s8": 20,
 }
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
@@ -692,6 +694,696 @@ def test_bad_mode_rejected():
                     k=1, n=1, act_min=-128, act_max=127, mode="half_up")
 
 
+# ------------------------------------------------------------------------ shared for new ops
+
+def _case(op: str, p: dict, arrays: list, want: np.ndarray, desc: str = "") -> tuple:
+    """One driver call whose params follow PARAMS_FIELDS[op] (the C struct order)."""
+    return (f"{op} {desc} {p}", (op, _params(op, p), arrays, np.int8, want.size), want)
+
+
+def _other(mode: str) -> str:
+    return MODES[1 - MODES.index(mode)]
+
+
+def _sat(v: int, lo: int = -128, hi: int = 127) -> int:
+    return min(max(min(max(v, -128), 127), lo), hi)
+
+
+def _ties_x(rng, shape, s: int) -> np.ndarray:
+    """Multiples of 2^s: every dot product is a multiple of 2^s, so a bias of an odd multiple
+    of 2^(s-1) puts every accumulator on an exact tie (both signs)."""
+    return (rng.integers(-1, 2, size=shape) * (1 << s)).clip(-128, 127).astype(np.int8)
+
+
+def _ties_bias(rng, n: int, s: int) -> np.ndarray:
+    return (2 * rng.integers(-20, 20, size=n) + 1) * (1 << (s - 1))
+
+
+def _group_kind(rng) -> tuple[int, int, int]:
+    """(groups, c_in, c_out): dense, two groups or depthwise (with a channel multiplier)."""
+    kind = rng.choice(["dense", "g2", "depthwise"])
+    if kind == "dense":
+        return 1, int(rng.integers(1, 7)), int(rng.integers(1, 7))
+    if kind == "g2":
+        return 2, 2 * int(rng.integers(1, 4)), 2 * int(rng.integers(1, 4))
+    c_in = int(rng.integers(1, 7))
+    return c_in, c_in, c_in * int(rng.integers(1, 3))
+
+
+def _onnx_session(node, inputs: dict, output: str, out_rank: int):
+    """A one-node float onnxruntime session (opset 17); inputs: name -> float32 array."""
+    import onnx
+    from onnx import TensorProto, helper
+    ort = pytest.importorskip("onnxruntime")
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape))
+         for n, a in inputs.items()],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, [None] * out_rank)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    return sess.run(None, inputs)[0]
+
+
+# ----------------------------------------------------------------------------- maxpool1d
+
+def maxpool_params(rng) -> dict:
+    kernel, dilation = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+    field = dilation * (kernel - 1) + 1
+    pad_l, pad_r = int(rng.integers(0, field + 1)), int(rng.integers(0, field + 1))
+    return dict(t_in=int(rng.integers(max(1, field - pad_l - pad_r - 1), field + 12)),
+                channels=int(rng.integers(1, 7)), kernel=kernel, stride=int(rng.integers(1, 4)),
+                dilation=dilation, pad_l=pad_l, pad_r=pad_r,
+                pad_value=int(rng.choice([-128, -128, 0, 5, 127, -3])),
+                shift=int(rng.choice([0, 0, 1, 2, 3, -1, -2, 7])))
+
+
+def maxpool_literal(x, p: dict, mode: str) -> np.ndarray:
+    """The spec read loop by loop: window max with pad_value outside [0, t_in), exact rounding."""
+    span = p["t_in"] + p["pad_l"] + p["pad_r"] - p["dilation"] * (p["kernel"] - 1) - 1
+    t_out = span // p["stride"] + 1 if span >= 0 else 0
+    x = np.asarray(x).reshape(p["t_in"], p["channels"])
+    y = np.zeros((t_out, p["channels"]), dtype=np.int64)
+    for t in range(t_out):
+        for c in range(p["channels"]):
+            vals = []
+            for k in range(p["kernel"]):
+                f = t * p["stride"] + k * p["dilation"] - p["pad_l"]
+                vals.append(int(x[f, c]) if 0 <= f < p["t_in"] else p["pad_value"])
+            y[t, c] = _sat(exact_round(Fraction(max(vals)) / Fraction(2) ** p["shift"], mode))
+    return y
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_maxpool1d(drivers, mode):
+    cases, diff = [], 0
+    for seed in range(400):
+        rng = np.random.default_rng(10000 + seed)
+        p = maxpool_params(rng)
+        if seed % 10 == 0:  # windows entirely in the padding
+            p.update(pad_l=p["dilation"] * (p["kernel"] - 1) + 2, pad_value=-7)
+        x = rand_i8(rng, (p["t_in"], p["channels"]), seed % 4 == 0)
+        want = ref.maxpool1d_s8(x, **p, mode=mode)
+        cases.append(_case("maxpool1d_s8", p, [x], want, f"seed={seed}"))
+        diff += int(np.sum(ref.maxpool1d_s8(x, **p, mode=_other(mode)) != want))
+    for v in (-128, 127):  # edge values everywhere, padding of both extremes
+        for pad_value in (-128, 127):
+            for shift in (0, 1, -1, 8):
+                p = dict(t_in=7, channels=3, kernel=3, stride=2, dilation=2, pad_l=2, pad_r=3,
+                         pad_value=pad_value, shift=shift)
+                x = np.full((7, 3), v, dtype=np.int8)
+                cases.append(_case("maxpool1d_s8", p, [x], ref.maxpool1d_s8(x, **p, mode=mode),
+                                   "edges"))
+    for t_in, stride in ((1, 2), (2, 2), (2, 3), (1, 1)):  # too short: no output frame
+        p = dict(t_in=t_in, channels=2, kernel=4, stride=stride, dilation=1, pad_l=1, pad_r=0,
+                 pad_value=-128, shift=0)
+        want = ref.maxpool1d_s8(np.ones((t_in, 2)), **p, mode=mode)
+        assert want.size == 0
+        cases.append(_case("maxpool1d_s8", p, [np.ones((t_in, 2), np.int8)], want, "short"))
+    assert diff > 0, "no maxpool case distinguishes the rounding modes"
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_maxpool1d_reference_matches_spec_literally(mode):
+    for seed in range(150):
+        rng = np.random.default_rng(10000 + seed)
+        p = maxpool_params(rng)
+        x = rand_i8(rng, (p["t_in"], p["channels"]), seed % 3 == 0)
+        assert_same(ref.maxpool1d_s8(x.reshape(-1), **p, mode=mode), maxpool_literal(x, p, mode),
+                    f"maxpool reference {p}")
+
+
+def test_maxpool1d_matches_onnxruntime():
+    """-128 padding is ONNX's -inf padding on int8 data (shift 0: an exact float max)."""
+    from onnx import helper
+    rng = np.random.default_rng(10500)
+    for _ in range(20):
+        p = maxpool_params(rng)
+        p.update(pad_value=-128, shift=0, pad_l=min(p["pad_l"], p["kernel"] - 1),
+                 pad_r=min(p["pad_r"], p["kernel"] - 1))  # ONNX: pads < kernel
+        x = rand_i8(rng, (p["t_in"], p["channels"]))
+        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[p["kernel"]],
+                                strides=[p["stride"]], dilations=[p["dilation"]],
+                                pads=[p["pad_l"], p["pad_r"]])
+        want = _onnx_session(node, {"x": x.T[None].astype(np.float32)}, "y", 3)[0].T
+        got = ref.maxpool1d_s8(x, **p, mode="half_even")
+        assert_same(got, want.astype(np.int64), f"maxpool vs onnxruntime {p}")
+
+
+# -------------------------------------------------------------------------------- conv2d
+
+def conv2d_shapes(rng) -> dict:
+    groups, c_in, c_out = _group_kind(rng)
+    p = dict(c_in=c_in, c_out=c_out, groups=groups)
+    for ax, n_max in (("t", 9), ("f", 8)):
+        kernel, dilation = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        field = dilation * (kernel - 1) + 1
+        pad_lo, pad_hi = int(rng.integers(0, field + 1)), int(rng.integers(0, field + 1))
+        p.update({f"kernel_{ax}": kernel, f"dilation_{ax}": dilation,
+                  f"stride_{ax}": int(rng.integers(1, 3)), f"pad_{ax}_l": pad_lo,
+                  f"pad_{ax}_r": pad_hi,
+                  f"{ax}_in": int(rng.integers(max(1, field - pad_lo - pad_hi), field + n_max))})
+    return p
+
+
+def _conv2d_arrays(rng, p: dict, extreme: bool = False):
+    cg = p["c_in"] // p["groups"]
+    x = rand_i8(rng, (p["t_in"], p["c_in"], p["f_in"]), extreme)
+    w = rand_i8(rng, (p["c_out"], p["kernel_t"], p["kernel_f"], cg), extreme)
+    return x, w
+
+
+def _conv2d_case(x, w, bias, shift, p, mode, desc=""):
+    want = ref.conv2d_s8(x, w, bias, shift, **p, mode=mode)
+    arrays = [x.astype(np.int8), w.astype(np.int8), np.asarray(bias).astype(np.int32),
+              np.asarray(shift).astype(np.int8)]
+    return _case("conv2d_s8", p, arrays, want, desc)
+
+
+def conv2d_literal(x, w, bias, shift, p: dict, mode: str) -> np.ndarray:
+    """The spec read loop by loop (python ints, Fraction rounding)."""
+    def out_len(n, k, d, s, lo, hi):
+        span = n + lo + hi - d * (k - 1) - 1
+        return span // s + 1 if span >= 0 else 0
+    t_out = out_len(p["t_in"], p["kernel_t"], p["dilation_t"], p["stride_t"], p["pad_t_l"],
+                    p["pad_t_r"])
+    f_out = out_len(p["f_in"], p["kernel_f"], p["dilation_f"], p["stride_f"], p["pad_f_l"],
+                    p["pad_f_r"])
+    cg, og = p["c_in"] // p["groups"], p["c_out"] // p["groups"]
+    y = np.zeros((t_out, p["c_out"], f_out), dtype=np.int64)
+    for t in range(t_out):
+        for co in range(p["c_out"]):
+            g = co // og
+            for f in range(f_out):
+                acc = int(bias[co])
+                for kt in range(p["kernel_t"]):
+                    ti = t * p["stride_t"] + kt * p["dilation_t"] - p["pad_t_l"]
+                    for kf in range(p["kernel_f"]):
+                        fi = f * p["stride_f"] + kf * p["dilation_f"] - p["pad_f_l"]
+                        if 0 <= ti < p["t_in"] and 0 <= fi < p["f_in"]:
+                            for i in range(cg):
+                                acc += int(w[co, kt, kf, i]) * int(x[ti, g * cg + i, fi])
+                v = exact_round(Fraction(acc) / Fraction(2) ** int(shift[co]), mode)
+                y[t, co, f] = _sat(v, p["act_min"], p["act_max"])
+    return y
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv2d_random(drivers, mode):
+    cases = []
+    for seed in range(250):
+        rng = np.random.default_rng(11000 + seed)
+        p = conv2d_shapes(rng)
+        lo, hi = rand_act(rng)
+        p.update(act_min=lo, act_max=hi)
+        x, w = _conv2d_arrays(rng, p, seed % 5 == 0)
+        shift = rng.integers(-3, 17, size=p["c_out"])
+        bias = rng.integers(-(2**17), 2**17, size=p["c_out"])
+        if seed % 7 == 0:
+            bias = rng.choice([-(2**24), 2**24, -(2**20), 2**20], size=p["c_out"])
+        cases.append(_conv2d_case(x, w, bias, shift, p, mode, f"seed={seed}"))
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv2d_ties_and_edges(drivers, mode):
+    cases, diff = [], 0
+    for seed in range(80):  # every accumulator an exact tie
+        rng = np.random.default_rng(11500 + seed)
+        p = conv2d_shapes(rng)
+        p.update(act_min=-128, act_max=127)
+        s = int(rng.integers(1, 7))
+        cg = p["c_in"] // p["groups"]
+        x = _ties_x(rng, (p["t_in"], p["c_in"], p["f_in"]), s)
+        w = rng.integers(-3, 4, size=(p["c_out"], p["kernel_t"], p["kernel_f"], cg))
+        bias, shift = _ties_bias(rng, p["c_out"], s), np.full(p["c_out"], s)
+        cases.append(_conv2d_case(x, w, bias, shift, p, mode, f"ties seed={seed}"))
+        diff += int(np.sum(ref.conv2d_s8(x, w, bias, shift, **p, mode=_other(mode))
+                           != cases[-1][2]))
+    assert diff > 0, "the tie cases do not distinguish the rounding modes"
+    base = dict(t_in=5, f_in=6, c_in=3, c_out=2, kernel_t=3, kernel_f=2, stride_t=1, stride_f=2,
+                dilation_t=1, dilation_f=2, groups=1, pad_t_l=1, pad_t_r=1, pad_f_l=2, pad_f_r=1,
+                act_min=-128, act_max=127)
+    for xv in (-128, 127):
+        for wv in (-128, 127):
+            x, w = np.full((5, 3, 6), xv), np.full((2, 3, 2, 3), wv)
+            for bias in (np.zeros(2, np.int64), np.array([2**20, -(2**20)])):
+                cases.append(_conv2d_case(x, w, bias, np.array([9, -1]), base, mode, "edges"))
+    # too short along time or along frequency: empty output
+    for upd in (dict(t_in=1, pad_t_l=0, pad_t_r=0), dict(f_in=1, pad_f_l=0, pad_f_r=0, stride_f=3)):
+        p = dict(base, **upd)
+        x = np.ones((p["t_in"], 3, p["f_in"]), np.int8)
+        c = _conv2d_case(x, np.ones((2, 3, 2, 3)), np.zeros(2, np.int64), np.zeros(2), p, mode,
+                         "short")
+        assert c[2].size == 0
+        cases.append(c)
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv2d_reference_matches_spec_literally(mode):
+    for seed in range(30):
+        rng = np.random.default_rng(11000 + seed)
+        p = conv2d_shapes(rng)
+        p.update(act_min=-128 if seed % 2 else 0, act_max=127)
+        x, w = _conv2d_arrays(rng, p)
+        shift = rng.integers(-2, 14, size=p["c_out"])
+        bias = rng.integers(-5000, 5000, size=p["c_out"])
+        got = ref.conv2d_s8(x.reshape(-1), w.reshape(-1), bias, shift, **p, mode=mode)
+        want = conv2d_literal(x, w, bias, shift, p, mode)
+        assert got.dtype == np.int8 and got.shape == want.shape
+        assert_same(got, want, f"conv2d reference seed={seed} {p}")
+
+
+def test_conv2d_layout_matches_onnxruntime():
+    """Pins the layout: ONNX Conv on [1, C, F, T] (time on W) with W [co][cg][kf][kt] is the
+    reference's float sum on x[t][c][f] with w[co][kt][kf][i], y[t][co][f]."""
+    from onnx import helper
+    rng = np.random.default_rng(11900)
+    for _ in range(20):
+        p = conv2d_shapes(rng)
+        cg = p["c_in"] // p["groups"]
+        x = rng.standard_normal((p["t_in"], p["c_in"], p["f_in"]))
+        w_onnx = rng.standard_normal((p["c_out"], cg, p["kernel_f"], p["kernel_t"]))
+        node = helper.make_node(
+            "Conv", ["x", "w"], ["y"], kernel_shape=[p["kernel_f"], p["kernel_t"]],
+            strides=[p["stride_f"], p["stride_t"]], dilations=[p["dilation_f"], p["dilation_t"]],
+            pads=[p["pad_f_l"], p["pad_t_l"], p["pad_f_r"], p["pad_t_r"]], group=p["groups"])
+        feeds = {"x": x.transpose(1, 2, 0)[None].astype(np.float32),
+                 "w": w_onnx.astype(np.float32)}
+        want = _onnx_session(node, feeds, "y", 4)[0].transpose(2, 0, 1)  # -> [t][co][f]
+        got = ref._conv2d_acc(
+            feeds["x"][0].transpose(2, 0, 1).astype(np.float64),
+            feeds["w"].transpose(0, 3, 2, 1).astype(np.float64),
+            **{k: p[k] for k in ("groups", "stride_t", "stride_f", "dilation_t", "dilation_f",
+                                 "pad_t_l", "pad_t_r", "pad_f_l", "pad_f_r")})
+        assert got.shape == want.shape, (got.shape, want.shape, p)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=str(p))
+
+
+# -------------------------------------------------------------------------------- reduce
+
+def reduce_literal(x, p: dict, mode: str) -> np.ndarray:
+    x = np.asarray(x).reshape(p["outer"], p["length"], p["inner"])
+    y = np.zeros((p["outer"], p["inner"]), dtype=np.int64)
+    for o in range(p["outer"]):
+        for i in range(p["inner"]):
+            vals = [int(x[o, j, i]) for j in range(p["length"])]
+            if not vals:
+                continue
+            if p["op"] == 0:  # real mean * 2^(e_in - e_out) = sum / length * 2^-shift
+                v = Fraction(sum(vals), p["length"]) / Fraction(2) ** p["shift"]
+            else:
+                v = Fraction(max(vals) if p["op"] == 1 else sum(vals)) / Fraction(2) ** p["shift"]
+            y[o, i] = _sat(exact_round(v, mode))
+    return y
+
+
+def reduce_params(rng) -> dict:
+    return dict(outer=int(rng.integers(0, 5)), length=int(rng.integers(0, 24)),
+                inner=int(rng.integers(0, 6)), op=int(rng.integers(0, 3)),
+                shift=int(rng.integers(-3, 8)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reduce(drivers, mode):
+    cases, diff = [], 0
+    for seed in range(300):
+        rng = np.random.default_rng(12000 + seed)
+        p = reduce_params(rng)
+        if seed % 9 == 0:
+            p["length"] = 0
+        x = rand_i8(rng, (p["outer"], p["length"], p["inner"]), seed % 4 == 0)
+        want = ref.reduce_s8(x, **p, mode=mode)
+        cases.append(_case("reduce_s8", p, [x], want, f"seed={seed}"))
+        diff += int(np.sum(ref.reduce_s8(x, **p, mode=_other(mode)) != want))
+    for op in (0, 1, 2):  # all-equal odd values over 2 or 4 frames: mean ties after shift 1
+        for v in (-128, 127, 1, -1, 3, -3):
+            for length in (2, 4):
+                p = dict(outer=2, length=length, inner=3, op=op, shift=1)
+                x = np.full((2, length, 3), v, dtype=np.int8)
+                cases.append(_case("reduce_s8", p, [x], ref.reduce_s8(x, **p, mode=mode),
+                                   "ties"))
+    for v in (-128, 127):  # the longest reduction at the extreme shifts (int32 sum, int64 mean)
+        for op in (0, 1, 2):
+            for shift in (-40, -1, 0, 1, 8, 23, 24, 40):
+                p = dict(outer=1, length=65535, inner=1, op=op, shift=shift)
+                x = np.full(65535, v, dtype=np.int8)
+                cases.append(_case("reduce_s8", p, [x], ref.reduce_s8(x, **p, mode=mode),
+                                   "long"))
+    assert diff > 0
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reduce_reference_matches_spec_literally(mode):
+    for seed in range(200):
+        rng = np.random.default_rng(12000 + seed)
+        p = reduce_params(rng)
+        x = rand_i8(rng, (p["outer"], p["length"], p["inner"]), seed % 3 == 0)
+        assert_same(ref.reduce_s8(x.reshape(-1), **p, mode=mode), reduce_literal(x, p, mode),
+                    f"reduce reference {p}")
+    x = np.full(65535, -128, dtype=np.int8)  # sum * 2^40 = -128 * 65535 * 2^40 still fits
+    p = dict(outer=1, length=65535, inner=1, op=0, shift=-40)
+    assert_same(ref.reduce_s8(x, **p, mode=mode), reduce_literal(x, p, mode), "long mean")
+
+
+def test_reduce_rejects_overflow():
+    x = np.ones(2, np.int8)
+    with pytest.raises(OverflowError):  # length * 2^62 does not fit int64
+        ref.reduce_s8(x, outer=1, length=2, inner=1, op=0, shift=62, mode="half_up")
+    with pytest.raises(OverflowError):  # sum * 2^63
+        ref.reduce_s8(x, outer=1, length=2, inner=1, op=0, shift=-63, mode="half_up")
+    with pytest.raises(OverflowError):  # the int32 sum could overflow
+        ref.reduce_s8(x, outer=0, length=2**24, inner=0, op=2, shift=0, mode="half_up")
+    with pytest.raises(ValueError):
+        ref.reduce_s8(x, outer=1, length=2, inner=1, op=3, shift=0, mode="half_up")
+
+
+# ------------------------------------------------------------------------------- softmax
+
+def softmax_literal(x, table, p: dict, mode: str) -> np.ndarray:
+    x = np.asarray(x).reshape(p["rows"], p["cols"])
+    y = np.zeros((p["rows"], p["cols"]), dtype=np.int64)
+    for r in range(p["rows"]):
+        row = [int(v) for v in x[r]]
+        if not row:
+            continue
+        e = [int(table[max(row) - v]) for v in row]
+        s = sum(e)
+        for j in range(p["cols"]):
+            y[r, j] = 0 if s == 0 else _sat(exact_round(Fraction(e[j] * 2 ** p["out_bits"], s),
+                                                        mode))
+    return y
+
+
+def _softmax_tables(rng, mode: str) -> list[np.ndarray]:
+    tables = [ref.softmax_table(e, mode) for e in (-6, -4, -3, -2, 0, 1)]
+    tables.append(rng.integers(0, 2**30 + 1, size=256))  # the whole allowed range
+    tables.append(np.full(256, 2**30))
+    tables.append(rng.integers(0, 4, size=256))  # tiny values: many exact ties, some zero rows
+    tables.append(np.zeros(256, np.int64))  # every sum 0
+    return [t.astype(np.int32) for t in tables]
+
+
+def _softmax_case(x, table, p, mode, desc=""):
+    want = ref.softmax_s8(x, table, **p, mode=mode)
+    return _case("softmax_s8", p, [table.astype(np.int32), x.astype(np.int8)], want, desc)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_softmax(drivers, mode):
+    cases, diff = [], 0
+    rng = np.random.default_rng(13000)
+    tables = _softmax_tables(rng, mode)
+    for seed in range(300):
+        rng = np.random.default_rng(13000 + seed)
+        table = tables[seed % len(tables)]
+        p = dict(rows=int(rng.integers(0, 6)), cols=int(rng.integers(0, 20)),
+                 out_bits=int(rng.integers(0, 9)))
+        x = rand_i8(rng, (p["rows"], p["cols"]), seed % 4 == 0)
+        if seed % 5 == 0:  # narrow rows: several entries share the max
+            x = rng.integers(-2, 2, size=(p["rows"], p["cols"])).astype(np.int8)
+        cases.append(_softmax_case(x, table, p, mode, f"seed={seed}"))
+        diff += int(np.sum(ref.softmax_s8(x, table, **p, mode=_other(mode)) != cases[-1][2]))
+    # exact ties: 4 equal entries with out_bits 1 (2/4), 2 equal entries with an odd table[0]
+    for t0, cols, out_bits in ((1, 4, 1), (3, 2, 0), (5, 2, 0), (1, 4, 3)):
+        table = np.zeros(256, np.int32)
+        table[0] = t0
+        p = dict(rows=2, cols=cols, out_bits=out_bits)
+        x = np.array([[-128] * cols, [127] * cols], dtype=np.int8)
+        cases.append(_softmax_case(x, table, p, mode, "ties"))
+    # edge rows: -128 and 127 together (index 255), one column, all equal
+    for x in ([[-128, 127, -128]], [[127]], [[-128]], [[127] * 16], [[-128] * 5 + [127]]):
+        x = np.array(x, dtype=np.int8)
+        for out_bits in (0, 7, 8):
+            p = dict(rows=x.shape[0], cols=x.shape[1], out_bits=out_bits)
+            cases.append(_softmax_case(x, tables[1], p, mode, "edges"))
+    assert diff > 0
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_softmax_reference_matches_spec_literally(mode):
+    tables = _softmax_tables(np.random.default_rng(13500), mode)
+    for seed in range(120):
+        rng = np.random.default_rng(13500 + seed)
+        table = tables[seed % len(tables)]
+        p = dict(rows=int(rng.integers(0, 5)), cols=int(rng.integers(0, 12)),
+                 out_bits=int(rng.integers(0, 9)))
+        x = rand_i8(rng, (p["rows"], p["cols"]), seed % 3 == 0)
+        assert_same(ref.softmax_s8(x.reshape(-1), table, **p, mode=mode),
+                    softmax_literal(x, table, p, mode), f"softmax reference {p}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_softmax_table_and_meaning(mode):
+    """The table is round(exp(-k 2^e) 2^20); softmax_s8 with it and out_bits 7 is the float
+    softmax of x * 2^e times 128 within one step."""
+    for exp_in in (-8, -5, -3, -1, 0, 2):
+        table = ref.softmax_table(exp_in, mode)
+        assert table.dtype == np.int32 and table.shape == (256,) and table[0] == 2**20
+        assert np.all(np.diff(table) <= 0) and table.min() >= 0
+        for k in range(256):
+            v = Fraction(math.exp(-k * 2.0**exp_in)) * 2**20
+            if abs(v - math.floor(v) - Fraction(1, 2)) > Fraction(1, 10**6):  # off host-ulp ties
+                assert table[k] == exact_round(v, mode), (exp_in, k)
+        rng = np.random.default_rng(13900 + exp_in)
+        x = rand_i8(rng, (30, 10))
+        got = ref.softmax_s8(x, table, rows=30, cols=10, out_bits=7, mode=mode)
+        xi = x.astype(np.int64)
+        z = np.exp((xi - xi.max(axis=1, keepdims=True)) * 2.0**exp_in)
+        real = np.minimum(z / z.sum(axis=1, keepdims=True) * 128, 127)
+        assert np.max(np.abs(got - real)) <= 1.0, exp_in
+    assert ref.softmax_table(60, mode).tolist() == [2**20] + [0] * 255
+    assert ref.softmax_table(-80, mode).tolist() == [2**20] * 256
+
+
+# --------------------------------------------------------------------------- mask_frames
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mask_frames(drivers, mode):
+    cases = []
+    for seed in range(120):
+        rng = np.random.default_rng(14000 + seed)
+        frames, inner = int(rng.integers(0, 12)), int(rng.integers(0, 7))
+        pad = int(rng.choice([-128, 127, 0, int(rng.integers(-128, 128))]))
+        x = rand_i8(rng, (frames, inner), seed % 3 == 0)
+        mask = rng.choice(np.array([0, 0, 1, -1, -128, 127], np.int8), size=frames)
+        if seed % 4 == 0:  # the delayed-stream use: the first frames blanked
+            mask = (np.arange(frames) >= int(rng.integers(0, frames + 1))).astype(np.int8)
+        want = ref.mask_frames_s8(x.reshape(-1), mask, frames=frames, inner=inner, pad=pad)
+        literal = np.array([[x[t, i] if mask[t] != 0 else pad for i in range(inner)]
+                            for t in range(frames)], dtype=np.int64).reshape(frames, inner)
+        assert_same(want, literal, "mask_frames reference")
+        assert want.shape == (frames, inner) and want.dtype == np.int8
+        for op in ("mask_frames_s8", "mask_frames_inplace"):
+            cases.append((f"{op} seed={seed}", (op, [frames, inner, pad], [mask, x], np.int8,
+                                                want.size), want))
+    check_batch(drivers[mode], cases)
+
+
+# ---------------------------------------------------------------------- conv_transpose1d
+
+def convt_shapes(rng) -> dict:
+    groups, c_in, c_out = _group_kind(rng)
+    kernel, stride, dilation = (int(rng.integers(1, 6)), int(rng.integers(1, 5)),
+                                int(rng.integers(1, 4)))
+    reach = dilation * (kernel - 1) + stride
+    return dict(t_in=int(rng.integers(1, 10)), c_in=c_in, c_out=c_out, kernel=kernel,
+                stride=stride, dilation=dilation, groups=groups,
+                pad_l=int(rng.integers(0, reach)), pad_r=int(rng.integers(0, reach)),
+                output_padding=int(rng.integers(0, stride)))
+
+
+def _convt_t_out(p: dict) -> int:
+    return max(0, (p["t_in"] - 1) * p["stride"] - p["pad_l"] - p["pad_r"]
+               + p["dilation"] * (p["kernel"] - 1) + p["output_padding"] + 1)
+
+
+def convt_literal_acc(x, w, bias, p: dict) -> np.ndarray:
+    """The spec read loop by loop, as written: every (ti, k) pair lands on
+    t = ti*stride + k*dilation - pad_l (python ints)."""
+    t_out = _convt_t_out(p)
+    cg, og = p["c_in"] // p["groups"], p["c_out"] // p["groups"]
+    acc = np.zeros((t_out, p["c_out"]), dtype=object)
+    for t in range(t_out):
+        for co in range(p["c_out"]):
+            acc[t, co] = int(bias[co])
+    for ti in range(p["t_in"]):
+        for k in range(p["kernel"]):
+            t = ti * p["stride"] + k * p["dilation"] - p["pad_l"]
+            if not 0 <= t < t_out:
+                continue
+            for co in range(p["c_out"]):
+                g = co // og
+                for i in range(cg):
+                    acc[t, co] += int(w[co, k, i]) * int(x[ti, g * cg + i])
+    return acc
+
+
+def _convt_case(x, w, bias, shift, p, mode, desc=""):
+    want = ref.conv_transpose1d_s8(x, w, bias, shift, **p, mode=mode)
+    assert want.shape == (_convt_t_out(p), p["c_out"])
+    arrays = [x.astype(np.int8), w.astype(np.int8), np.asarray(bias).astype(np.int32),
+              np.asarray(shift).astype(np.int8)]
+    return _case("conv_transpose1d_s8", p, arrays, want, desc)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv_transpose1d(drivers, mode):
+    cases, diff = [], 0
+    for seed in range(300):
+        rng = np.random.default_rng(15000 + seed)
+        p = convt_shapes(rng)
+        lo, hi = rand_act(rng)
+        p.update(act_min=lo, act_max=hi)
+        cg = p["c_in"] // p["groups"]
+        extreme = seed % 5 == 0
+        x = rand_i8(rng, (p["t_in"], p["c_in"]), extreme)
+        w = rand_i8(rng, (p["c_out"], p["kernel"], cg), extreme)
+        shift = rng.integers(-3, 17, size=p["c_out"])
+        bias = rng.integers(-(2**17), 2**17, size=p["c_out"])
+        if seed % 7 == 0:
+            bias = rng.choice([-(2**24), 2**24, -(2**20), 2**20], size=p["c_out"])
+        cases.append(_convt_case(x, w, bias, shift, p, mode, f"seed={seed}"))
+    for seed in range(60):  # every accumulator an exact tie
+        rng = np.random.default_rng(15500 + seed)
+        p = dict(convt_shapes(rng), act_min=-128, act_max=127)
+        s = int(rng.integers(1, 7))
+        x = _ties_x(rng, (p["t_in"], p["c_in"]), s)
+        w = rng.integers(-3, 4, size=(p["c_out"], p["kernel"], p["c_in"] // p["groups"]))
+        bias, shift = _ties_bias(rng, p["c_out"], s), np.full(p["c_out"], s)
+        cases.append(_convt_case(x, w, bias, shift, p, mode, f"ties seed={seed}"))
+        diff += int(np.sum(ref.conv_transpose1d_s8(x, w, bias, shift, **p, mode=_other(mode))
+                           != cases[-1][2]))
+    assert diff > 0
+    base = dict(t_in=4, c_in=3, c_out=2, kernel=3, stride=2, dilation=1, groups=1, pad_l=1,
+                pad_r=0, output_padding=1, act_min=-128, act_max=127)
+    for xv in (-128, 127):
+        for wv in (-128, 127):
+            cases.append(_convt_case(np.full((4, 3), xv), np.full((2, 3, 3), wv),
+                                     np.array([0, 2**20]), np.array([8, -1]), base, mode,
+                                     "edges"))
+    # pads eat the whole output; one input frame; output_padding frames only see the bias
+    for upd in (dict(t_in=1, kernel=1, pad_l=1, pad_r=0, output_padding=0),
+                dict(t_in=1, kernel=2, pad_l=2, pad_r=2, output_padding=0),
+                dict(t_in=1, stride=3, kernel=1, output_padding=2, pad_l=0)):
+        p = dict(base, **upd)
+        cases.append(_convt_case(np.ones((1, 3)), np.ones((2, p["kernel"], 3)),
+                                 np.array([3, -3]), np.array([1, 0]), p, mode, "short"))
+    check_batch(drivers[mode], cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_conv_transpose1d_reference_matches_spec_literally(mode):
+    for seed in range(40):
+        rng = np.random.default_rng(15000 + seed)
+        p = dict(convt_shapes(rng), act_min=-128 if seed % 2 else 0, act_max=127)
+        x = rand_i8(rng, (p["t_in"], p["c_in"]))
+        w = rand_i8(rng, (p["c_out"], p["kernel"], p["c_in"] // p["groups"]))
+        shift = rng.integers(-2, 14, size=p["c_out"])
+        bias = rng.integers(-5000, 5000, size=p["c_out"])
+        acc = convt_literal_acc(x, w, bias, p)
+        want = np.zeros(acc.shape, dtype=np.int64)
+        for (t, co), a in np.ndenumerate(acc):
+            v = exact_round(Fraction(a) / Fraction(2) ** int(shift[co]), mode)
+            want[t, co] = _sat(v, p["act_min"], p["act_max"])
+        got = ref.conv_transpose1d_s8(x.reshape(-1), w.reshape(-1), bias, shift, **p, mode=mode)
+        assert got.dtype == np.int8 and got.shape == want.shape
+        assert_same(got, want, f"conv_transpose1d reference seed={seed} {p}")
+
+
+def test_conv_transpose1d_matches_onnxruntime():
+    """Pins the index convention: the reference's float sum (weights rearranged from ONNX's
+    [c_in][c_out/g][k] to [c_out][k][c_in/g]) equals onnxruntime ConvTranspose."""
+    from onnx import helper
+    rng = np.random.default_rng(15900)
+    for _ in range(40):
+        p = convt_shapes(rng)
+        groups, cg, og = p["groups"], p["c_in"] // p["groups"], p["c_out"] // p["groups"]
+        x = rng.standard_normal((p["t_in"], p["c_in"])).astype(np.float32)
+        w_onnx = rng.standard_normal((p["c_in"], og, p["kernel"])).astype(np.float32)
+        bias = rng.standard_normal(p["c_out"]).astype(np.float32)
+        node = helper.make_node(
+            "ConvTranspose", ["x", "w", "b"], ["y"], kernel_shape=[p["kernel"]],
+            strides=[p["stride"]], dilations=[p["dilation"]], pads=[p["pad_l"], p["pad_r"]],
+            output_padding=[p["output_padding"]], group=groups)
+        if _convt_t_out(p) == 0:
+            continue  # onnxruntime rejects an empty output
+        want = _onnx_session(node, {"x": x.T[None], "w": w_onnx, "b": bias}, "y", 3)[0].T
+        w = (w_onnx.reshape(groups, cg, og, p["kernel"]).transpose(0, 2, 3, 1)
+             .reshape(p["c_out"], p["kernel"], cg))
+        got = ref._conv_transpose1d_acc(x.astype(np.float64), w.astype(np.float64),
+                                        t_out=_convt_t_out(p), stride=p["stride"],
+                                        dilation=p["dilation"], groups=groups,
+                                        pad_l=p["pad_l"]) + bias[None, :]
+        assert got.shape == want.shape, (got.shape, want.shape, p)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=str(p))
+
+
+def test_wide_accumulators_rejected():
+    """conv2d / conv_transpose1d raise where the C int32 accumulator would overflow."""
+    with pytest.raises(OverflowError):
+        ref.conv2d_s8(np.full(1, -128), np.full(1, -128), [2**31 - 100], [0], t_in=1, f_in=1,
+                      c_in=1, c_out=1, kernel_t=1, kernel_f=1, stride_t=1, stride_f=1,
+                      dilation_t=1, dilation_f=1, groups=1, pad_t_l=0, pad_t_r=0, pad_f_l=0,
+                      pad_f_r=0, act_min=-128, act_max=127, mode="half_up")
+    with pytest.raises(OverflowError):
+        ref.conv_transpose1d_s8(np.full(1, -128), np.full(1, -128), [2**31 - 100], [0], t_in=1,
+                                c_in=1, c_out=1, kernel=1, stride=1, dilation=1, groups=1,
+                                pad_l=0, pad_r=0, output_padding=0, act_min=-128, act_max=127,
+                                mode="half_up")
+
+
+# ------------------------------------------------------------------- interpreter dispatch
+
+def test_interpreter_runs_new_ops():
+    """_run_step feeds each new op its params, arrays and inputs (mask_frames in place too)."""
+    from runtime.ir import Step
+    from runtime.reference.interpreter import _run_step
+    rng = np.random.default_rng(16000)
+    x = rand_i8(rng, 24)
+    mask = np.array([0, 1, 1, 0, 1, 1], np.int8)
+    table = ref.softmax_table(-3, "half_up")
+    cw, cb, cs = rand_i8(rng, 2 * 2 * 2 * 2), np.array([5, -5]), np.array([4, 3])
+    conv2d_p = dict(t_in=3, f_in=2, c_in=4, c_out=2, kernel_t=2, kernel_f=2, stride_t=1,
+                    stride_f=1, dilation_t=1, dilation_f=1, groups=2, pad_t_l=1, pad_t_r=0,
+                    pad_f_l=0, pad_f_r=0, act_min=-128, act_max=127)
+    convt_p = dict(t_in=6, c_in=4, c_out=2, kernel=2, stride=2, dilation=1, groups=2, pad_l=1,
+                   pad_r=0, output_padding=1, act_min=0, act_max=127)
+    steps = [
+        (Step("maxpool1d_s8", ["x"], ["y"], dict(t_in=6, channels=4, kernel=3, stride=1,
+                                                 dilation=1, pad_l=1, pad_r=1, pad_value=-128,
+                                                 shift=1)),
+         lambda p, a: ref.maxpool1d_s8(x, **p, mode="half_up")),
+        (Step("conv2d_s8", ["x"], ["y"], conv2d_p, dict(w=cw, bias=cb, shift=cs)),
+         lambda p, a: ref.conv2d_s8(x, cw, cb, cs, **p, mode="half_up")),
+        (Step("reduce_s8", ["x"], ["y"], dict(outer=2, length=3, inner=4, op=0, shift=-1)),
+         lambda p, a: ref.reduce_s8(x, **p, mode="half_up")),
+        (Step("softmax_s8", ["x"], ["y"], dict(rows=4, cols=6, out_bits=7), dict(table=table)),
+         lambda p, a: ref.softmax_s8(x, table, **p, mode="half_up")),
+        (Step("mask_frames_s8", ["x"], ["y"], dict(frames=6, inner=4, pad=-128),
+              dict(mask=mask)),
+         lambda p, a: ref.mask_frames_s8(x, mask, **p)),
+        (Step("mask_frames_s8", ["x", "m"], ["x"], dict(frames=6, inner=4, pad=3)),
+         lambda p, a: ref.mask_frames_s8(x, mask, **p)),
+        (Step("conv_transpose1d_s8", ["x"], ["y"], convt_p, dict(w=cw[:8], bias=cb, shift=cs)),
+         lambda p, a: ref.conv_transpose1d_s8(x, cw[:8], cb, cs, **p, mode="half_up")),
+    ]
+    for step, expect in steps:
+        want = np.asarray(expect(step.params, step.arrays)).reshape(-1)
+        mem = {"x": x.copy(), "m": mask.copy(), "y": np.zeros(want.size, np.int8)}
+        _run_step(step, mem, "half_up")
+        assert_same(mem[step.outputs[0]], want, f"interpreter {step.op}")
+
+
 # -------------------------------------------------------------------------- source hygiene
 
 def _strict_compile(src: Path, macro: str, value: int, tmp: Path, extra=()) -> None:
@@ -711,7 +1403,8 @@ def _amalgamation(prefix: str) -> str:
 def test_sources_compile_strict(tmp_path):
     assert {p.name for p in KERNEL_SOURCES} >= {
         "conv1d_s8.c", "gemm_s8.c", "add_s8.c", "avgpool1d_s8.c", "lut_s8.c", "requant_s8.c",
-        "transpose_s8.c", "quantize_f32_s8.c"}
+        "transpose_s8.c", "quantize_f32_s8.c", "maxpool1d_s8.c", "conv2d_s8.c", "reduce_s8.c",
+        "softmax_s8.c", "mask_frames_s8.c", "conv_transpose1d_s8.c"}
     for src in KERNEL_SOURCES:
         assert src.read_text().startswith('#include "rill_kernels.h"\n'), src.name
         for mode in (0, 1):

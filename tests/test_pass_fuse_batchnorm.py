@@ -64,26 +64,30 @@ def test_depthwise_conv_bn_folds():
 def test_not_folded_when_the_conv_output_has_another_consumer():
     m, _ = conv_bn_model(extra_nodes=[node("Add", ["y", "c"], ["out"])], outputs=[("out", None)])
     ctx = ctx_for(m)
-    assert not run_pass(FuseBatchNorm(), ctx)
-    assert op_types(ctx) == ["Conv", "BatchNormalization", "Add"]
+    assert run_pass(FuseBatchNorm(), ctx)
+    assert op_types(ctx) == ["Conv", "Conv", "Add"]  # the BN as a depthwise conv
     assert_ort_equal(m, ctx)
 
 
 def test_not_folded_when_the_conv_output_is_a_graph_output():
+    """The conv's output must stay: the BN becomes its own depthwise conv instead."""
     m, _ = conv_bn_model(outputs=[("y", None), ("c", None)])
     ctx = ctx_for(m)
-    assert not run_pass(FuseBatchNorm(), ctx)
-    assert op_types(ctx) == ["Conv", "BatchNormalization"]
+    assert run_pass(FuseBatchNorm(), ctx)
+    assert op_types(ctx) == ["Conv", "Conv"]
+    assert ctx.graph.nodes[1].attrs["group"] == C_OUT
+    assert_ort_equal(m, ctx)
 
 
-def test_bn_after_a_non_conv_is_left_alone():
+def test_bn_after_a_non_conv_becomes_a_depthwise_conv():
     p = bn_params(C_IN)
     m = model([node("Relu", ["x"], ["r"]),
                node("BatchNormalization", ["r", "gamma", "beta", "mean", "var"], ["y"])],
               [("x", [1, C_IN, T])], [("y", None)], [init(n, v) for n, v in p.items()])
     ctx = ctx_for(m)
-    assert not run_pass(FuseBatchNorm(), ctx)
-    assert op_types(ctx) == ["Relu", "BatchNormalization"]
+    assert run_pass(FuseBatchNorm(), ctx)
+    assert op_types(ctx) == ["Relu", "Conv"]
+    assert_ort_equal(m, ctx)
 
 
 def test_two_conv_bn_pairs_both_fold():
@@ -101,3 +105,20 @@ def test_two_conv_bn_pairs_both_fold():
     assert op_types(ctx) == ["Conv", "Relu", "Conv"]
     assert not run_pass(FuseBatchNorm(), ctx)  # fixed point
     assert_ort_equal(m, ctx, rel=1e-5)
+
+
+def test_batchnorm_after_an_add_becomes_a_depthwise_conv():
+    """No conv to fold into: the same per-channel affine map as a group=C 1x1 Conv."""
+    rng = np.random.default_rng(4)
+    c = 4
+    params = [init(n, v) for n, v in (("g", rng.uniform(0.5, 2, c)), ("be", rng.normal(size=c)),
+                                      ("mu", rng.normal(size=c)), ("var", rng.uniform(0.5, 2, c)))]
+    m = model([node("Add", ["x", "x"], ["s"]),
+               node("BatchNormalization", ["s", "g", "be", "mu", "var"], ["y"], name="bn")],
+              [("x", [1, c, 6])], [("y", None)], params)
+    ctx = ctx_for(m)
+    assert run_pass(FuseBatchNorm(), ctx)
+    assert op_types(ctx) == ["Add", "Conv"]
+    conv = ctx.graph.nodes[1]
+    assert conv.attrs["group"] == c and conv.name == "bn"
+    assert_ort_equal(m, ctx)

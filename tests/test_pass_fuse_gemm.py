@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
+
+from compiler.graph import static_shape
 import pytest
 
 from graphs import (assert_ort_equal, const_of, ctx_for, init, model, node, nodes_of, only,
@@ -100,14 +102,25 @@ def test_trans_a_gemm_is_left_alone():
     assert only(ctx, "Gemm").attrs["transA"] == 1
 
 
-def test_matmul_of_two_activations_or_3d_input_is_not_a_gemm():
-    m = model([node("Transpose", ["x"], ["xt"], perm=[1, 0]), node("MatMul", ["x", "xt"], ["a"]),
-               node("Unsqueeze", ["a", "ax"], ["a3"]), node("MatMul", ["a3", "W"], ["y"])],
-              [("x", [M, K])], [("y", None)],
-              [init("W", weights([M, N])), init("ax", [0], np.int64)])
+def test_matmul_of_two_activations_is_not_a_gemm():
+    m = model([node("Transpose", ["x"], ["xt"], perm=[1, 0]), node("MatMul", ["x", "xt"], ["y"])],
+              [("x", [M, K])], [("y", None)])
     ctx = ctx_for(m)
     assert not run_pass(FuseGemm(), ctx)
-    assert len(nodes_of(ctx, "MatMul")) == 2 and not nodes_of(ctx, "Gemm")
+    assert len(nodes_of(ctx, "MatMul")) == 1 and not nodes_of(ctx, "Gemm")
+
+
+def test_matmul_over_3d_input_with_bias_becomes_reshape_gemm_reshape():
+    """A per-frame Linear on [1, T, K] (after a recurrent layer): rows are frames."""
+    m = model([node("MatMul", ["x", "W"], ["a"]), node("Add", ["a", "b"], ["y"])],
+              [("x", [1, M, K])], [("y", None)],
+              [init("W", weights([K, N], 1)), init("b", weights([N], 2))])
+    ctx = ctx_for(m)
+    assert run_pass(FuseGemm(), ctx)
+    assert op_types(ctx) == ["Reshape", "Gemm", "Reshape"]
+    gemm = only(ctx, "Gemm")
+    assert static_shape(gemm.inputs[0]) == (M, K) and len(gemm.inputs) == 3
+    assert_ort_equal(m, ctx)
 
 
 def test_per_row_bias_add_is_not_folded():

@@ -36,6 +36,20 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
         y = K.requant_s8(ins[0], mode=mode, **p)
     elif step.op == "transpose_s8":
         y = K.transpose_s8(ins[0], in_shape=p["in_shape"], perm=p["perm"])
+    elif step.op == "maxpool1d_s8":
+        y = K.maxpool1d_s8(ins[0], mode=mode, **p)
+    elif step.op == "conv2d_s8":
+        y = K.conv2d_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
+    elif step.op == "reduce_s8":
+        y = K.reduce_s8(ins[0], mode=mode, **p)
+    elif step.op == "softmax_s8":
+        y = K.softmax_s8(ins[0], a["table"], mode=mode, **p)
+    elif step.op == "mask_frames_s8":
+        # the mask is a constant array or a buffer (e.g. state that fills with 1s as frames arrive)
+        mask = a["mask"] if "mask" in a else ins[1]
+        y = K.mask_frames_s8(ins[0], mask, **p)
+    elif step.op == "conv_transpose1d_s8":
+        y = K.conv_transpose1d_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
     else:
         raise ValueError(f"no reference kernel for step op {step.op!r}")
     mem[out][:] = np.asarray(y, np.int8).reshape(-1)

@@ -17,7 +17,7 @@
 
 #include "rill_kernels.h"
 
-#define MAX_PARAMS 16
+#define MAX_PARAMS 32
 #define MAX_ARRAYS 8
 
 enum {
@@ -33,7 +33,14 @@ enum {
     OP_ROUND_SHIFT = 10,
     OP_ROUND_DIV = 11,
     OP_ROUND_F32_SAT8 = 12,
-    OP_FLOOR_SHIFT = 13
+    OP_FLOOR_SHIFT = 13,
+    OP_MAXPOOL1D = 14,
+    OP_CONV2D = 15,
+    OP_REDUCE = 16,
+    OP_SOFTMAX = 17,
+    OP_MASK_FRAMES = 18,
+    OP_MASK_FRAMES_INPLACE = 19, /* x copied into the output first, then y = x = out */
+    OP_CONV_TRANSPOSE1D = 20
 };
 
 static void die(const char *msg, long record)
@@ -172,6 +179,99 @@ static void call(int32_t op, const int32_t *pr, int32_t np, void **a, int32_t na
         for (i = 0; i < pr[0]; ++i) {
             y[i] = (int8_t)rill_round_f32_sat8(v[i]);
         }
+        break;
+    }
+    case OP_MAXPOOL1D: {
+        rill_maxpool1d_params_t p;
+        expect_shape(np, na, 9, 1, record);
+        p.t_in = pr[0];
+        p.channels = pr[1];
+        p.kernel = pr[2];
+        p.stride = pr[3];
+        p.dilation = pr[4];
+        p.pad_l = pr[5];
+        p.pad_r = pr[6];
+        p.pad_value = pr[7];
+        p.shift = pr[8];
+        rill_maxpool1d_s8(&p, (const int8_t *)a[0], (int8_t *)out);
+        break;
+    }
+    case OP_CONV2D: {
+        rill_conv2d_params_t p;
+        expect_shape(np, na, 17, 4, record);
+        p.t_in = pr[0];
+        p.f_in = pr[1];
+        p.c_in = pr[2];
+        p.c_out = pr[3];
+        p.kernel_t = pr[4];
+        p.kernel_f = pr[5];
+        p.stride_t = pr[6];
+        p.stride_f = pr[7];
+        p.dilation_t = pr[8];
+        p.dilation_f = pr[9];
+        p.groups = pr[10];
+        p.pad_t_l = pr[11];
+        p.pad_t_r = pr[12];
+        p.pad_f_l = pr[13];
+        p.pad_f_r = pr[14];
+        p.act_min = pr[15];
+        p.act_max = pr[16];
+        rill_conv2d_s8(&p, (const int8_t *)a[0], (const int8_t *)a[1], (const int32_t *)a[2],
+                       (const int8_t *)a[3], (int8_t *)out);
+        break;
+    }
+    case OP_REDUCE: {
+        rill_reduce_params_t p;
+        expect_shape(np, na, 5, 1, record);
+        p.outer = pr[0];
+        p.length = pr[1];
+        p.inner = pr[2];
+        p.op = pr[3];
+        p.shift = pr[4];
+        rill_reduce_s8(&p, (const int8_t *)a[0], (int8_t *)out);
+        break;
+    }
+    case OP_SOFTMAX: {
+        rill_softmax_params_t p;
+        expect_shape(np, na, 3, 2, record);
+        p.rows = pr[0];
+        p.cols = pr[1];
+        p.out_bits = pr[2];
+        rill_softmax_s8(&p, (const int32_t *)a[0], (const int8_t *)a[1], (int8_t *)out);
+        break;
+    }
+    case OP_MASK_FRAMES:
+        expect_shape(np, na, 3, 2, record);
+        rill_mask_frames_s8(pr[0], pr[1], pr[2], (const int8_t *)a[0], (const int8_t *)a[1],
+                            (int8_t *)out);
+        break;
+    case OP_MASK_FRAMES_INPLACE: {
+        int8_t *y = (int8_t *)out;
+        const int8_t *x = (const int8_t *)a[1];
+        expect_shape(np, na, 3, 2, record);
+        for (i = 0; i < pr[0] * pr[1]; ++i) {
+            y[i] = x[i];
+        }
+        rill_mask_frames_s8(pr[0], pr[1], pr[2], (const int8_t *)a[0], y, y);
+        break;
+    }
+    case OP_CONV_TRANSPOSE1D: {
+        rill_conv_transpose1d_params_t p;
+        expect_shape(np, na, 12, 4, record);
+        p.t_in = pr[0];
+        p.c_in = pr[1];
+        p.c_out = pr[2];
+        p.kernel = pr[3];
+        p.stride = pr[4];
+        p.dilation = pr[5];
+        p.groups = pr[6];
+        p.pad_l = pr[7];
+        p.pad_r = pr[8];
+        p.output_padding = pr[9];
+        p.act_min = pr[10];
+        p.act_max = pr[11];
+        rill_conv_transpose1d_s8(&p, (const int8_t *)a[0], (const int8_t *)a[1],
+                                 (const int32_t *)a[2], (const int8_t *)a[3], (int8_t *)out);
         break;
     }
     default:

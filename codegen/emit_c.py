@@ -184,12 +184,21 @@ int {p}_selftest(void);
             src = _offset(ins[0], q["src_offset"])
             dst = _offset(out, q["dst_offset"])
             return f"memcpy({dst}, {src}, {q['count']});"
-        if step.op in ("conv1d_s8", "gemm_s8"):
+        if step.op == "fill":
+            return (f"memcpy({_offset(out, step.params['dst_offset'])}, {names['values']}, "
+                    f"{step.params['count']});")
+        if step.op in ("conv1d_s8", "gemm_s8", "conv2d_s8", "conv_transpose1d_s8"):
             return (f"{p}_{step.op}(&{names['params']}, {ins[0]}, {names['w']}, {names['bias']}, "
                     f"{names['shift']}, {out});")
         if step.op == "add_s8":
             return f"{p}_add_s8(&{names['params']}, {ins[0]}, {ins[1]}, {out});"
-        if step.op in ("avgpool1d_s8", "transpose_s8"):
+        if step.op == "softmax_s8":
+            return f"{p}_softmax_s8(&{names['params']}, {names['table']}, {ins[0]}, {out});"
+        if step.op == "mask_frames_s8":
+            q = step.params
+            return (f"{p}_mask_frames_s8({q['frames']}, {q['inner']}, {q['pad']}, {ins[1]}, "
+                    f"{ins[0]}, {out});")
+        if step.op in ("avgpool1d_s8", "transpose_s8", "maxpool1d_s8", "reduce_s8"):
             return f"{p}_{step.op}(&{names['params']}, {ins[0]}, {out});"
         if step.op == "lut_s8":
             return f"{p}_lut_s8({step.params['n']}, {names['table']}, {ins[0]}, {out});"

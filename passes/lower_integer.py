@@ -6,6 +6,7 @@ requantization shift is fixed at compile time.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -16,11 +17,14 @@ from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import clip_bounds, normalized_slice, slice_spec, window_attrs
 from compiler.pass_manager import Pass
-from passes.streaming_cut import analyze, resolve_time_axis, state_input_names, time_series_input
+from passes.quant_rules import SOFTMAX_EXP, out_channel_weights
+from passes.streaming_cut import (analyze, resolve_time_axis, state_input_names, state_specs,
+                                  time_series_input)
 from passes.tables import TABLE_OPS, int8_table
-from passes.time_analysis import TimeInfo, physical_perm, physical_shape
+from passes.time_analysis import (TimeInfo, pad_value, physical_perm, physical_shape,
+                                  reduce_axes)
 from runtime.ir import Buffer, Program, StatePair, Step
-from runtime.reference.kernels import round_to_int
+from runtime.reference.kernels import round_to_int, softmax_table
 
 INT32_MAX = 2**31 - 1
 MAX_SHIFT = 40
@@ -58,7 +62,7 @@ class Lowering:
         return physical_perm(len(static_shape(t)), self.info.get(t.name))
 
     def emit(self, node: gs.Node, op: str, inputs, outputs, params=None, arrays=None, macs=0):
-        if op in ("copy", "transpose_s8") and \
+        if op in ("copy", "transpose_s8") and inputs and \
                 {self.buffers[b].exp for b in list(inputs) + list(outputs)} != {self.buffers[inputs[0]].exp}:
             raise AssertionError(f"{node_label(node)}: data movement between different exponents; "
                                  "the qparam propagation missed this op")
@@ -100,30 +104,29 @@ class Lowering:
     # -- ops ---------------------------------------------------------------------------------
     def lower(self, node: gs.Node) -> None:
         op = node.op
-        if op in ("Conv", "FusedConv"):
-            return self.conv(node)
-        if op in ("Gemm", "FusedGemm"):
-            return self.gemm(node)
-        if op in TABLE_OPS:
-            return self.table(node)
-        if op == "Add":
-            return self.add(node)
-        if op == "AveragePool":
-            return self.avgpool(node)
-        if op == "Concat":
-            return self.concat(node)
-        if op == "Slice":
-            return self.slice(node)
-        if op == "Gather":
-            return self.gather(node)
-        if op in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
-            return self.reshape(node)
-        raise RillError(f"{node_label(node)}: no int8 kernel for {op} yet")
+        method = {
+            "Conv": self.conv, "FusedConv": self.conv, "Gemm": self.gemm, "FusedGemm": self.gemm,
+            "Add": self.add, "AveragePool": self.avgpool, "MaxPool": self.maxpool,
+            "Concat": self.concat, "Slice": self.slice, "Gather": self.gather,
+            "Flatten": self.reshape, "Reshape": self.reshape, "Squeeze": self.reshape,
+            "Unsqueeze": self.reshape, "Transpose": self.transpose, "Identity": self.identity,
+            "ReduceMean": self.reduce, "ReduceMax": self.reduce, "ReduceSum": self.reduce,
+            "GlobalAveragePool": self.reduce, "GlobalMaxPool": self.reduce,
+            "Softmax": self.softmax, "MaskFrames": self.mask_frames,
+            "ConvTranspose": self.conv_transpose, "GRU": self.recurrent, "LSTM": self.recurrent,
+        }.get(op)
+        if method is None and op in TABLE_OPS:
+            method = self.table
+        if method is None:
+            raise RillError(f"{node_label(node)}: no int8 kernel for {op} yet")
+        method(node)
 
     def conv(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) == 4:
+            return self.conv2d(node)
         if len(static_shape(x)) != 3:
-            raise RillError(f"{node_label(node)}: only 1-D convolutions have an int8 kernel yet")
+            raise RillError(f"{node_label(node)}: only 1-D and 2-D convolutions have int8 kernels")
         a = window_attrs(node)
         w = const_value(node.inputs[1])
         b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
@@ -209,15 +212,27 @@ class Lowering:
         pos = perm.index(axis)
         return all(shape[a] == 1 for a in perm[:pos])
 
+    def same_order(self, t: gs.Tensor, y: gs.Tensor) -> bool:
+        """Whether `t`'s non-unit axes are stored in the order `y` stores them."""
+        order = [a for a in self.perm(t) if static_shape(t)[a] != 1]
+        return [a for a in self.perm(y) if a in order] == order
+
     def concat(self, node: gs.Node) -> None:
         y = node.outputs[0]
         axis = int(node.attrs.get("axis", 0)) % len(static_shape(y))
-        if not self.outer_axis(y, axis) or any(self.perm(t) != self.perm(y) for t in node.inputs):
+        if not self.outer_axis(y, axis) or any(not self.same_order(t, y) for t in node.inputs):
             raise RillError(f"{node_label(node)}: Concat along an inner axis is not supported yet")
         out, offset = self.buffer(y), 0
         for t in node.inputs:
             n = int(np.prod(static_shape(t)))
-            self.emit(node, "copy", [self.buffer(t)], [out], dict(src_offset=0, dst_offset=offset, count=n))
+            value = const_value(t)
+            if value is not None:  # e.g. the "valid" flags of new frames
+                q = np.array([self.quantize_scalar(v, self.exp(y)) for v in np.ravel(value)], np.int8)
+                self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n),
+                          dict(values=q))
+            else:
+                self.emit(node, "copy", [self.buffer(t)], [out],
+                          dict(src_offset=0, dst_offset=offset, count=n))
             offset += n
 
     def slice(self, node: gs.Node) -> None:
@@ -249,16 +264,158 @@ class Lowering:
                   dict(src_offset=start, dst_offset=0, count=inner))
 
     def reshape(self, node: gs.Node) -> None:
+        self.relayout(node, lambda a: a.reshape(static_shape(node.outputs[0])))
+
+    def transpose(self, node: gs.Node) -> None:
+        rank = len(static_shape(node.inputs[0]))
+        perm = [int(p) for p in node.attrs.get("perm", list(range(rank))[::-1])]
+        self.relayout(node, lambda a: a.transpose(perm))
+
+    def relayout(self, node: gs.Node, onnx_op) -> None:
+        """Data movement between stored layouts: a copy when the bytes stay in order, else one
+        transpose of the stored input (found by trying the permutations of its non-unit axes)."""
         x, y = node.inputs[0], node.outputs[0]
-        perm = self.perm(x)
-        if self.stored_in_onnx_order(x):
-            self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
-                      dict(src_offset=0, dst_offset=0, count=int(np.prod(static_shape(y)))))
+        x_shape, y_shape = static_shape(x), static_shape(y)
+        x_stored = physical_shape(x_shape, self.info.get(x.name))
+        x_perm = self.perm(x)
+        index = np.arange(int(np.prod(x_shape))).reshape(x_stored)
+        onnx_index = onnx_op(index.transpose(np.argsort(x_perm)))
+        gather = np.ascontiguousarray(onnx_index.transpose(self.perm(y))).reshape(-1)
+        src, dst = self.buffer(x), self.buffer(y)
+        if np.array_equal(gather, np.arange(gather.size)):
+            self.emit(node, "copy", [src], [dst], dict(src_offset=0, dst_offset=0, count=gather.size))
             return
-        stored = [static_shape(x)[a] for a in perm]
-        inverse = [perm.index(a) for a in range(len(perm))]
-        self.emit(node, "transpose_s8", [self.buffer(x)], [self.buffer(y)],
-                  dict(rank=len(stored), in_shape=stored, perm=inverse))
+        dims = [d for d in x_stored if d != 1]
+        compact = index.reshape(dims)
+        for perm in itertools.permutations(range(len(dims))):
+            if np.array_equal(compact.transpose(perm).reshape(-1), gather):
+                if len(dims) > 4:
+                    break
+                self.emit(node, "transpose_s8", [src], [dst],
+                          dict(rank=len(dims), in_shape=dims, perm=list(perm)))
+                return
+        raise RillError(f"{node_label(node)}: this {node.op} reorders data in a way no kernel "
+                        "supports")
+
+    # -- ops added for streaming constructs ---------------------------------------------------
+    def conv2d(self, node: gs.Node) -> None:
+        """[1, C, F, T] with time last, stored [T][C][F]; weights to [co][kt][kf][cg]."""
+        x, y = node.inputs[0], node.outputs[0]
+        if self.perm(x) != [0, 3, 1, 2] or self.perm(y) != [0, 3, 1, 2]:
+            raise RillError(f"{node_label(node)}: a 2-D convolution needs time on the last axis")
+        a = window_attrs(node)
+        w = const_value(node.inputs[1])
+        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
+        qw, qb, shift = self.weights(node, w, b, self.exp(x), self.exp(y))
+        lo, hi = self.activation_bounds(node, self.exp(y))
+        _, c_in, f_in, t_in = static_shape(x)
+        c_out, cg, kf, kt = w.shape
+        _, _, f_out, t_out = static_shape(y)
+        (pf_l, pt_l, pf_r, pt_r), (sf, st), (df, dt) = a["pads"], a["strides"], a["dilations"]
+        params = dict(t_in=t_in, f_in=f_in, c_in=c_in, c_out=c_out, kernel_t=kt, kernel_f=kf,
+                      stride_t=st, stride_f=sf, dilation_t=dt, dilation_f=df,
+                      groups=int(node.attrs.get("group", 1)), pad_t_l=pt_l, pad_t_r=pt_r,
+                      pad_f_l=pf_l, pad_f_r=pf_r, act_min=lo, act_max=hi)
+        arrays = dict(w=np.ascontiguousarray(qw.transpose(0, 3, 2, 1)), bias=qb, shift=shift)
+        self.emit(node, "conv2d_s8", [self.buffer(x)], [self.buffer(y)], params, arrays,
+                  macs=t_out * f_out * c_out * kt * kf * cg)
+
+    def conv_transpose(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) != 3:
+            raise RillError(f"{node_label(node)}: only 1-D ConvTranspose has an int8 kernel")
+        self.require_time_major(node, x, y)
+        a = window_attrs(node)
+        groups = int(node.attrs.get("group", 1))
+        w = out_channel_weights(node)  # [c_out, k, c_in/groups]
+        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
+        qw, qb, shift = self.weights(node, w, b, self.exp(x), self.exp(y))
+        lo, hi = self.activation_bounds(node, self.exp(y))
+        _, c_in, t_in = static_shape(x)
+        c_out, k, cg = w.shape
+        out_pad = [int(v) for v in node.attrs.get("output_padding", [0])]
+        params = dict(t_in=t_in, c_in=c_in, c_out=c_out, kernel=k, stride=a["strides"][0],
+                      dilation=a["dilations"][0], groups=groups, pad_l=a["pads"][0],
+                      pad_r=a["pads"][1], output_padding=out_pad[0], act_min=lo, act_max=hi)
+        self.emit(node, "conv_transpose1d_s8", [self.buffer(x)], [self.buffer(y)], params,
+                  dict(w=qw, bias=qb, shift=shift), macs=t_in * c_out * k * cg)
+
+    def maxpool(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) != 3 or len(node.outputs) > 1 and node.outputs[1].name:
+            raise RillError(f"{node_label(node)}: only 1-D MaxPool without indices has an int8 "
+                            "kernel")
+        self.require_time_major(node, x, y)
+        a = window_attrs(node)
+        _, c, t_in = static_shape(x)
+        self.emit(node, "maxpool1d_s8", [self.buffer(x)], [self.buffer(y)],
+                  dict(t_in=t_in, channels=c, kernel=a["kernel"][0], stride=a["strides"][0],
+                       dilation=a["dilations"][0], pad_l=a["pads"][0], pad_r=a["pads"][1],
+                       pad_value=self.quantize_scalar(pad_value(node), self.exp(x)),
+                       shift=self.exp(y) - self.exp(x)))
+
+    def quantize_scalar(self, value: float, exp: int) -> int:
+        q = round_to_int(np.array([np.clip(value / 2.0**exp, -129.0, 128.0)]), self.mode)[0]
+        return int(np.clip(q, -128, 127))
+
+    def reduce(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        shape = static_shape(x)
+        axes = reduce_axes(node, len(shape))
+        outer, length, inner = self.reduction_blocks(node, x, y, axes)
+        op = {"ReduceMean": 0, "GlobalAveragePool": 0, "ReduceMax": 1, "GlobalMaxPool": 1,
+              "ReduceSum": 2}[node.op]
+        self.emit(node, "reduce_s8", [self.buffer(x)], [self.buffer(y)],
+                  dict(outer=outer, length=length, inner=inner, op=op,
+                       shift=self.exp(y) - self.exp(x)))
+
+    def reduction_blocks(self, node, x, y, axes) -> tuple[int, int, int]:
+        """[outer][length][inner] of a reduction whose axes are contiguous in storage."""
+        shape = static_shape(x)
+        stored = [a for a in self.perm(x) if shape[a] != 1]
+        reduced = [i for i, a in enumerate(stored) if a in axes]
+        kept = [a for a in stored if a not in axes]
+        y_shape = static_shape(y)
+        y_stored = [a for a in self.perm(y) if y_shape[a] != 1]
+        contiguous = not reduced or reduced == list(range(reduced[0], reduced[-1] + 1))
+        if not contiguous or [shape[a] for a in kept] != [y_shape[a] for a in y_stored]:
+            raise RillError(f"{node_label(node)}: reduces axes that are not contiguous in memory")
+        first = reduced[0] if reduced else len(stored)
+        dims = [shape[a] for a in stored]
+        outer = int(np.prod(dims[:first], dtype=np.int64))
+        length = int(np.prod([shape[a] for a in stored if a in axes], dtype=np.int64))
+        return outer, length, int(np.prod(dims, dtype=np.int64)) // max(outer * length, 1)
+
+    def softmax(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        shape = static_shape(x)
+        axis = int(node.attrs.get("axis", -1)) % len(shape)
+        stored = [a for a in self.perm(x) if shape[a] != 1]
+        if not stored or stored[-1] != axis:
+            raise RillError(f"{node_label(node)}: Softmax must work along the innermost stored axis")
+        if self.exp(y) != SOFTMAX_EXP:
+            raise AssertionError("softmax output exponent must be fixed by quantization")
+        cols = shape[axis]
+        self.emit(node, "softmax_s8", [self.buffer(x)], [self.buffer(y)],
+                  dict(rows=int(np.prod(shape)) // cols, cols=cols, out_bits=-SOFTMAX_EXP),
+                  dict(table=softmax_table(self.exp(x), self.mode)))
+
+    def mask_frames(self, node: gs.Node) -> None:
+        x, flags, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        stored = physical_shape(static_shape(x), self.info.get(x.name))
+        frames = stored[1] if len(stored) > 1 else 1
+        self.emit(node, "mask_frames_s8", [self.buffer(x), self.buffer(flags)], [self.buffer(y)],
+                  dict(frames=frames, inner=int(np.prod(stored)) // frames,
+                       pad=self.quantize_scalar(float(node.attrs["value"]), self.exp(x))))
+
+    def identity(self, node: gs.Node) -> None:
+        src, dst = self.buffer(node.inputs[0]), self.buffer(node.outputs[0])
+        if src != dst:
+            self.emit(node, "copy", [src], [dst],
+                      dict(src_offset=0, dst_offset=0, count=self.buffers[src].size))
+
+    def recurrent(self, node: gs.Node) -> None:
+        self.recurrent_lowering(self, node)
 
 
 class LowerToInteger(Pass):
@@ -267,18 +424,14 @@ class LowerToInteger(Pass):
     ensures = frozenset({"lowered"})
 
     def run(self, ctx: CompileContext) -> bool:
-        streaming = ctx.facts.get("streaming")
-        analysis = analyze(ctx, streamed=False)
-        info = dict(analysis.info)
-        low = Lowering(ctx, info)
         graph = ctx.graph
+        low = Lowering(ctx, stored_time_info(ctx))
         states = []
-        for s in (streaming or {}).get("states", []):
-            info[s.output] = info[s.input]
+        for s in state_specs(ctx.facts):
+            low.info[s.output] = low.info.get(s.input)
             low.alias[s.output] = s.input
-            t = graph.tensors()[s.input]
-            low.buffer(t, "state")
-            states.append(StatePair(s.input, s.input, s.output, 0))
+            buf = low.buffers[low.buffer(graph.tensors()[s.input], "state")]
+            states.append(StatePair(s.input, s.input, s.output, low.quantize_scalar(s.init, buf.exp)))
         x = time_series_input(graph, state_input_names(ctx.facts))
         low.buffer(x, "input")
         for node in graph.nodes:
@@ -288,7 +441,17 @@ class LowerToInteger(Pass):
             low.buffers[low.buffer(o)].role = "output"
         ctx.facts["program"] = Program(low.buffers, low.steps, [x.name], [o.name for o in outputs],
                                        states, ctx.options.target.rounding)
-        ctx.facts["time_info"] = info
+        ctx.facts["time_info"] = low.info
         ctx.facts["time_axis"] = resolve_time_axis(graph, ctx.options.time_axis,
                                                    state_input_names(ctx.facts))
         return True
+
+
+def stored_time_info(ctx: CompileContext) -> dict[str, TimeInfo]:
+    """Where time is in every tensor, for storage: the cut graph's own analysis, overridden by
+    the offline analysis for the tensors both graphs share (a 1-frame chunk makes the time axis
+    of a reshape ambiguous; the offline shapes are not)."""
+    info = dict(analyze(ctx, streamed=False).info)
+    info.update({n: TimeInfo(i.axis, streamed=False)
+                 for n, i in ctx.facts.get("stream_time_info", {}).items()})
+    return info

@@ -13,9 +13,10 @@ import onnx_graphsurgeon as gs
 from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.pass_manager import Pass
+from passes.quant_rules import fixed_exponents
 
 PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Gather", "Transpose", "Squeeze", "Unsqueeze",
-               "Concat", "Identity"}
+               "Concat", "Identity", "MaskFrames", "MaxPool"}
 
 
 class PropagateQParams(Pass):
@@ -32,18 +33,24 @@ class PropagateQParams(Pass):
                 continue
             data = node.inputs if node.op == "Concat" else node.inputs[:1]  # the rest: parameters
             for t in (t for t in data if not isinstance(t, gs.Constant)):
-                for o in node.outputs:
+                for o in node.outputs[:1]:
                     ties.add_edge(t.name, o.name)
         for state in ctx.facts.get("streaming", {}).get("states", []):
-            ties.add_edge(state.input, state.tensor)
-            ties.add_edge(state.output, state.tensor)
+            ties.add_edge(state.input, state.output)
+            if state.tensor is not None:
+                ties.add_edge(state.input, state.tensor)
+        fixed = fixed_exponents(graph, ctx.facts)
         changed = False
         groups = []
         for members in nx.connected_components(ties):
             known = [exps[m] for m in members if m in exps]
-            if not known:
+            pinned = {fixed[m] for m in members if m in fixed}
+            if len(pinned) > 1:
+                raise RillError(f"tensors {sorted(members)} must share one exponent but have fixed "
+                                f"exponents {sorted(pinned)}")
+            if not known and not pinned:
                 raise RillError(f"no calibration range for tensors {sorted(members)}")
-            e = max(known)
+            e = pinned.pop() if pinned else max(known)
             changed |= any(exps.get(m) != e for m in members)
             for m in members:
                 exps[m] = e

@@ -11,9 +11,10 @@ from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.graph import const_value, node_label
 from compiler.pass_manager import Pass
+from passes.quant_rules import fixed_exponents, out_channel_weights
 from passes.quant_scheme import PowerOfTwoScheme
 
-WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm"}
+WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
 
 
 class Quantize(Pass):
@@ -34,12 +35,11 @@ class Quantize(Pass):
         for node in ctx.graph.nodes:
             if node.op not in WEIGHTED_OPS:
                 continue
-            w = const_value(node.inputs[1])
-            if w is None:
-                raise RillError(f"{node_label(node)}: weights must be constant")
+            w = out_channel_weights(node)
             if not np.all(np.isfinite(w)):
                 raise RillError(f"{node_label(node)}: weights contain NaN or Inf")
             weight_exps[node.name] = np.array([q.exp for q in scheme.choose_per_channel(w)], np.int32)
+        exps.update(fixed_exponents(ctx.graph, ctx.facts))
         ctx.facts["scheme"] = scheme
         ctx.facts["exponents"] = exps
         ctx.facts["weight_exponents"] = weight_exps

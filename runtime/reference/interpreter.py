@@ -18,6 +18,10 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     p, a = step.params, step.arrays
     ins = [mem[n] for n in step.inputs]
     out = step.outputs[0]
+    if step.op == "fill":
+        n, dst = p["count"], p["dst_offset"]
+        mem[out][dst:dst + n] = np.asarray(a["values"], np.int8).reshape(-1)
+        return
     if step.op == "copy":
         n, src, dst = p["count"], p["src_offset"], p["dst_offset"]
         mem[out][dst:dst + n] = ins[0][src:src + n]

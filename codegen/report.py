@@ -33,7 +33,7 @@ def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
 
 def build_report(*, name: str, target: str, bits: int, program: Program, plan: ArenaPlan,
                  iface: ModelInterface, snr: float, layer_snr: dict[str, float], offline: bool,
-                 states: list[dict], time_axis: int, warnings: list[str], verification: dict,
+                 states: list[dict], time_axis: int, layout, warnings: list[str], verification: dict,
                  passes: list[dict], requantizations: list[str]) -> dict:
     layers = layer_rows(program, layer_snr)
     return {
@@ -51,7 +51,10 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
         "input": {"name": program.inputs[0], "exponent": iface.input_exp,
                   "elems_per_call": iface.input_elems},
         "output": {"name": program.outputs[0], "exponent": iface.output_exp,
-                   "elems_per_call": iface.output_elems, "per_frame": iface.per_frame_output},
+                   "elems_per_call": iface.output_elems, "per_frame": iface.per_frame_output,
+                   "shape_per_call": [int(d) for d in layout.output_shape],
+                   "time_axis": layout.output_info.axis if iface.per_frame_output else None,
+                   "stored_shape": list(program.buffers[program.outputs[0]].shape)},
         "states": states,
         "requantizations": requantizations,
         "layers": layers,
@@ -82,8 +85,10 @@ def markdown(report: dict) -> str:
                      f"{e['inputs']} → {e['output']} | {l['weight_bytes']:,} | {l['snr_db']} |")
     lines += ["", "## State pairs", ""]
     if r["states"]:
-        lines += ["| input | output | shape | init |", "|---|---|---|---|"]
-        lines += [f"| `{s['input']}` | `{s['output']}` | {s['shape']} | {s['init']} |" for s in r["states"]]
+        lines += ["| input | output | kind | holds | shape | init | bytes |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| `{s['input']}` | `{s['output']}` | {s['kind']} | {s['holds'] or '-'} | "
+                  f"{s['shape']} | {s['init']:g} | {s['bytes']} |" for s in r["states"]]
     else:
         lines.append("none")
     v = r["verification"]

@@ -190,8 +190,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         report = build_report(
             name=options.name, target=options.target.name, bits=options.bits, program=program,
             plan=plan, iface=iface, snr=snr, layer_snr=per_layer, offline=options.offline,
-            states=[s.as_json() for s in (stream or {}).get("states", [])],
-            time_axis=layout.time_axis, warnings=ctx.warnings, verification=verification,
+            states=state_rows(program, stream), time_axis=layout.time_axis, layout=layout, warnings=ctx.warnings, verification=verification,
             passes=[{"name": r.name, "changed": r.changed} for r in manager.records],
             requantizations=ctx.facts.get("requantizations", []))
         write_report(tmp, report, markdown(report))
@@ -202,6 +201,12 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return CompileResult(final, report, ctx.warnings)
+
+
+def state_rows(program, stream) -> list[dict]:
+    """report.json's state pairs: the metadata entry plus what it holds and its bytes."""
+    return [{**s.as_json(), "kind": s.kind, "holds": s.tensor,
+             "bytes": program.buffers[s.input].nbytes} for s in (stream or {}).get("states", [])]
 
 
 def check_memory_fits(program, plan, options: Options) -> None:

@@ -219,14 +219,23 @@ class Lowering:
 
     def concat(self, node: gs.Node) -> None:
         y = node.outputs[0]
-        axis = int(node.attrs.get("axis", 0)) % len(static_shape(y))
-        if not self.outer_axis(y, axis) or any(not self.same_order(t, y) for t in node.inputs):
-            raise RillError(f"{node_label(node)}: Concat along an inner axis is not supported yet")
-        out, offset = self.buffer(y), 0
+        shape = static_shape(y)
+        axis = int(node.attrs.get("axis", 0)) % len(shape)
+        if any(not self.same_order(t, y) for t in node.inputs):
+            raise RillError(f"{node_label(node)}: Concat inputs are stored in different layouts")
+        perm = self.perm(y)
+        blocks = int(np.prod([shape[a] for a in perm[:perm.index(axis)]], dtype=np.int64))
+        out, offset, row = self.buffer(y), 0, int(np.prod(shape)) // blocks
         for t in node.inputs:
-            n = int(np.prod(static_shape(t)))
+            n = int(np.prod(static_shape(t))) // blocks
             value = const_value(t)
-            if value is not None:  # e.g. the "valid" flags of new frames
+            if value is not None and blocks > 1:
+                raise RillError(f"{node_label(node)}: Concat of a constant along an inner axis")
+            if blocks > 1:  # e.g. channels of per-frame tensors stored [T][C]: one row per frame
+                self.emit(node, "copy", [self.buffer(t)], [out],
+                          dict(src_offset=0, dst_offset=offset, count=n, blocks=blocks,
+                               src_stride=n, dst_stride=row))
+            elif value is not None:  # e.g. the "valid" flags of new frames
                 q = np.array([self.quantize_scalar(v, self.exp(y)) for v in np.ravel(value)], np.int8)
                 self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n),
                           dict(values=q))

@@ -22,9 +22,11 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
         n, dst = p["count"], p["dst_offset"]
         mem[out][dst:dst + n] = np.asarray(a["values"], np.int8).reshape(-1)
         return
-    if step.op == "copy":
+    if step.op == "copy":  # `blocks` rows of `count` bytes, strided on both sides
         n, src, dst = p["count"], p["src_offset"], p["dst_offset"]
-        mem[out][dst:dst + n] = ins[0][src:src + n]
+        for b in range(p.get("blocks", 1)):
+            s, d = src + b * p.get("src_stride", 0), dst + b * p.get("dst_stride", 0)
+            mem[out][d:d + n] = ins[0][s:s + n]
         return
     if step.op == "conv1d_s8":
         y = K.conv1d_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)

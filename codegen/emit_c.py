@@ -189,8 +189,15 @@ int {p}_selftest(void);
                         f"{q['count']});\n    }}")
             return f"memcpy({dst}, {src}, {q['count']});"
         if step.op == "fill":
+            size = np.dtype(self.p.buffers[step.outputs[0]].dtype).itemsize
             return (f"memcpy({_offset(out, step.params['dst_offset'])}, {names['values']}, "
-                    f"{step.params['count']});")
+                    f"{step.params['count'] * size});")
+        if step.op in ("gru_s8", "lstm_s8"):
+            outs = [self.pointer(n) for n in step.outputs]
+            y = outs.pop(0) if step.params["has_y"] else "0"
+            arrays = ", ".join(names[k] for k in ("wx", "wh", "bias", "shift", "table"))
+            return (f"{p}_{step.op}(&{names['params']}, {step.params['t']}, {ins[0]}, {arrays}, "
+                    f"{', '.join(outs)}, {y});")
         if step.op in ("conv1d_s8", "gemm_s8", "conv2d_s8", "conv_transpose1d_s8"):
             return (f"{p}_{step.op}(&{names['params']}, {ins[0]}, {names['w']}, {names['bias']}, "
                     f"{names['shift']}, {out});")

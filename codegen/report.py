@@ -22,7 +22,7 @@ def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
             "exponents": {"inputs": [program.buffers[i].exp for i in step.inputs], "output": out.exp,
                           **({"weights": sorted({int(e) for e in -step.arrays["shift"] + out.exp
                                                  - program.buffers[step.inputs[0]].exp})}
-                             if "shift" in step.arrays else {})},
+                             if "shift" in step.arrays and step.arrays["shift"].ndim == 1 else {})},
             "precision": out.dtype,
             "weight_bytes": int(sum(a.nbytes for a in step.arrays.values())),
             "output_bytes": out.nbytes,

@@ -40,6 +40,10 @@ class Calibrate(Pass):
             collected[in_name].append(sample.reshape(-1))
             for n, v in zip(out_names, values):
                 collected[n].append(np.asarray(v, np.float32).reshape(-1))
+        recurrent_inputs = {n.inputs[0].name for n in graph.nodes if n.op in ("GRU", "LSTM")}
+        ctx.facts["calibration_sequences"] = {  # recurrent layers need whole sequences, in order
+            n: np.stack([p.reshape(-1) for p in collected[n]]) for n in recurrent_inputs
+            if n in collected}
         rng = np.random.default_rng(0)
         samples = {}
         for n, parts in collected.items():

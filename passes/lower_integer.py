@@ -17,7 +17,7 @@ from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import clip_bounds, normalized_slice, slice_spec, window_attrs
 from compiler.pass_manager import Pass
-from passes.quant_rules import SOFTMAX_EXP, out_channel_weights
+from passes.quant_rules import SOFTMAX_EXP, out_channel_weights, plan_recurrent
 from passes.streaming_cut import (analyze, resolve_time_axis, state_input_names, state_specs,
                                   time_series_input)
 from passes.tables import TABLE_OPS, int8_table
@@ -43,6 +43,9 @@ class Lowering:
         self.buffers: dict[str, Buffer] = {}
         self.steps: list[Step] = []
         self.alias: dict[str, str] = {}  # state_next tensor -> state buffer
+        self.dtypes: dict[str, str] = {  # LSTM cells are int16; everything else int8
+            n.inputs[i].name: "int16" for n in self.graph.nodes if n.op == "LSTM"
+            for i in (6,) if len(n.inputs) > i and n.inputs[i].name}
 
     # -- buffers -----------------------------------------------------------------------------
     def buffer(self, t: gs.Tensor, role: str = "scratch") -> str:
@@ -51,8 +54,8 @@ class Lowering:
             shape = static_shape(t)
             if t.name not in self.exps:
                 raise RillError(f"tensor '{t.name}' has no quantization exponent")
-            self.buffers[name] = Buffer(name, physical_shape(shape, self.info.get(t.name)), "int8",
-                                        self.exps[t.name], role)
+            self.buffers[name] = Buffer(name, physical_shape(shape, self.info.get(t.name)),
+                                        self.dtypes.get(t.name, "int8"), self.exps[t.name], role)
         return name
 
     def exp(self, t: gs.Tensor) -> int:
@@ -424,7 +427,36 @@ class Lowering:
                       dict(src_offset=0, dst_offset=0, count=self.buffers[src].size))
 
     def recurrent(self, node: gs.Node) -> None:
-        self.recurrent_lowering(self, node)
+        """One gru_s8/lstm_s8 step over the call's frames; h (and c) updated in place."""
+        x = node.inputs[0]
+        plan = plan_recurrent(node, self.ctx, self.exp(x))
+        frames = static_shape(x)[0]
+        names = ["h"] + (["c"] if node.op == "LSTM" else [])
+        cells = [self.recurrent_state(node, 5 + i, name, plan) for i, name in enumerate(names)]
+        for i, cell in enumerate(cells):  # Y_h / Y_c are the updated state itself
+            if len(node.outputs) > 1 + i and node.outputs[1 + i].name:
+                self.alias[node.outputs[1 + i].name] = cell
+        scratch = f"{node.name}.scratch"
+        self.buffers[scratch] = Buffer(scratch, (plan.scratch_bytes,), "int8", 0, "scratch")
+        y = [self.buffer(node.outputs[0])] if node.outputs[0].name else []
+        rows = plan.arrays["wx"].size // plan.params["input"]  # gates x hidden
+        self.emit(node, f"{plan.kind}_s8", [self.buffer(x)] + cells, y + cells + [scratch],
+                  dict(plan.params, t=frames, has_y=int(bool(y))), plan.arrays,
+                  macs=frames * rows * (plan.params["input"] + plan.params["hidden"]))
+
+    def recurrent_state(self, node: gs.Node, slot: int, name: str, plan) -> str:
+        """The buffer of initial_h/initial_c: the state pair when streaming, else a scratch
+        buffer filled with the constant initial value at the start of every call."""
+        t = node.inputs[slot] if len(node.inputs) > slot else None
+        if t is not None and t.name and const_value(t) is None:
+            return self.buffer(t)
+        dtype, n, exp = plan.state[name]
+        buf = f"{node.name}.{name}"
+        self.buffers[buf] = Buffer(buf, (n,), dtype, exp, "scratch")
+        init = None if t is None or not t.name else const_value(t)
+        values = plan.quantize_state(**{f"{name}0": init}, mode=self.mode)[name]
+        self.emit(node, "fill", [], [buf], dict(dst_offset=0, count=n), dict(values=values))
+        return buf
 
 
 class LowerToInteger(Pass):

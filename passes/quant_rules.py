@@ -12,6 +12,7 @@ import onnx_graphsurgeon as gs
 
 from compiler.graph import const_value, node_label
 from compiler.errors import RillError
+from passes.quantize_recurrent import E_H, plan_gru, plan_lstm
 
 SOFTMAX_EXP = -7  # q = round(p * 128), saturated at 127
 
@@ -41,15 +42,42 @@ def fixed_exponents(graph: gs.Graph, facts: dict) -> dict[str, int]:
     for node in graph.nodes:
         if node.op == "Softmax":
             fixed[node.outputs[0].name] = SOFTMAX_EXP
-    for name, plan in facts.get("recurrent_plans", {}).items():
-        fixed.update(plan_exponents(graph, name, plan))
+        if node.op in ("GRU", "LSTM"):
+            fixed.update(recurrent_exponents(node, facts.get("recurrent_plans", {}).get(node.name)))
     return fixed
 
 
-def plan_exponents(graph: gs.Graph, node_name: str, plan) -> dict[str, int]:
-    """A recurrent node's outputs (Y, Y_h) and hidden-state input share the plan's exponent."""
-    node = next(n for n in graph.nodes if n.name == node_name)
-    names = [t.name for t in node.outputs[:2] if t.name]
-    if len(node.inputs) > 5 and node.inputs[5].name:
-        names.append(node.inputs[5].name)
-    return {n: plan.e_h for n in names}
+def recurrent_exponents(node: gs.Node, plan) -> dict[str, int]:
+    """A recurrent node's Y, Y_h and h input share the hidden exponent; Y_c and c its cell's."""
+    e_c = plan.e_c if plan is not None else None
+    slots = [("out", 0, E_H), ("out", 1, E_H), ("in", 5, E_H), ("out", 2, e_c), ("in", 6, e_c)]
+    fixed = {}
+    for side, i, e in slots:
+        tensors = node.outputs if side == "out" else node.inputs
+        if i < len(tensors) and tensors[i].name and e is not None:
+            fixed[tensors[i].name] = e
+    return fixed
+
+
+def plan_recurrent(node: gs.Node, ctx, e_x: int):
+    """The int8 plan of one GRU/LSTM (weights, tables, shifts) for input exponent `e_x`."""
+    if node.attrs.get("activations") or node.attrs.get("clip") or \
+            int(node.attrs.get("input_forget", 0)):
+        raise RillError(f"{node_label(node)}: custom activations, clip and input_forget are not "
+                        "supported")
+    w, r = (const_value(node.inputs[i]) for i in (1, 2))
+    b = const_value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3].name else None
+    if w is None or r is None or w.shape[0] != 1:
+        raise RillError(f"{node_label(node)}: needs constant weights and one direction")
+    seq = ctx.facts["calibration_sequences"][node.inputs[0].name]
+    x_calib = seq.reshape(seq.shape[0], -1, w.shape[2])
+    mode = ctx.options.target.rounding
+    try:
+        if node.op == "GRU":
+            return plan_gru(w[0], r[0], None if b is None else b[0],
+                            int(node.attrs.get("linear_before_reset", 0)), x_calib, e_x, mode)
+        peep = const_value(node.inputs[7]) if len(node.inputs) > 7 and node.inputs[7].name else None
+        return plan_lstm(w[0], r[0], None if b is None else b[0], x_calib, e_x, mode,
+                         None if peep is None else peep[0])
+    except ValueError as exc:
+        raise RillError(f"{node_label(node)}: {exc}") from None

@@ -11,7 +11,7 @@ from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.graph import const_value, node_label
 from compiler.pass_manager import Pass
-from passes.quant_rules import fixed_exponents, out_channel_weights
+from passes.quant_rules import fixed_exponents, out_channel_weights, plan_recurrent
 from passes.quant_scheme import PowerOfTwoScheme
 
 WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
@@ -39,6 +39,8 @@ class Quantize(Pass):
             if not np.all(np.isfinite(w)):
                 raise RillError(f"{node_label(node)}: weights contain NaN or Inf")
             weight_exps[node.name] = np.array([q.exp for q in scheme.choose_per_channel(w)], np.int32)
+        ctx.facts["recurrent_plans"] = {n.name: plan_recurrent(n, ctx, exps[n.inputs[0].name])
+                                         for n in ctx.graph.nodes if n.op in ("GRU", "LSTM")}
         exps.update(fixed_exponents(ctx.graph, ctx.facts))
         ctx.facts["scheme"] = scheme
         ctx.facts["exponents"] = exps

@@ -1393,7 +1393,8 @@ def _strict_compile(src: Path, macro: str, value: int, tmp: Path, extra=()) -> N
 
 
 def _amalgamation(prefix: str) -> str:
-    parts = [(C_DIR / "rill_common.h").read_text(), (C_DIR / "rill_kernels.h").read_text()]
+    parts = [(C_DIR / "rill_common.h").read_text(), (C_DIR / "rill_kernels.h").read_text(),
+             (C_DIR / "rill_recurrent.h").read_text()]
     parts += [p.read_text() for p in KERNEL_SOURCES]
     text = "\n".join(parts)
     text = re.sub(r'^#include "rill_[a-z_]+\.h"\n', "", text, flags=re.M)
@@ -1447,7 +1448,8 @@ def test_amalgamation_m32(tmp_path):
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "math.h").write_text("float floorf(float);\nfloat ldexpf(float, int);\n")
-    (shim / "string.h").write_text("#include <stddef.h>\nvoid *memset(void *, int, size_t);\n")
+    (shim / "string.h").write_text("#include <stddef.h>\nvoid *memset(void *, int, size_t);\n"
+                                   "void *memcpy(void *, const void *, size_t);\n")
     src = tmp_path / "m32.c"
     src.write_text(_amalgamation("rill"))
     probe = _compile(["-m32", "-ffreestanding", "-c", "-x", "c", "/dev/null", "-o",

@@ -7,11 +7,29 @@ import numpy as np
 
 from runtime.ir import Program, Step
 from runtime.reference import kernels as K
+from runtime.reference import recurrent as R
 
 
 def initial_state(program: Program) -> dict[str, np.ndarray]:
-    return {s.buffer: np.full(program.buffers[s.buffer].size, s.init, np.int8)
+    return {s.buffer: np.full(program.buffers[s.buffer].size, s.init, program.buffers[s.buffer].dtype)
             for s in program.states}
+
+
+def _run_recurrent(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
+    """gru_s8 / lstm_s8: inputs [x, h(, c)], outputs [(y,) h(, c), scratch]; state in place."""
+    fields = {k: v for k, v in step.params.items() if k not in ("has_y",)}
+    arrays = {k: step.arrays[k] for k in ("wx", "wh", "bias", "shift", "table")}
+    x, h = mem[step.inputs[0]], mem[step.inputs[1]]
+    if step.op == "gru_s8":
+        y, h_next = R.gru_s8(x, h, **fields, **arrays, mode=mode)
+        new = [h_next]
+    else:
+        y, h_next, c_next = R.lstm_s8(x, h, mem[step.inputs[2]], **fields, **arrays, mode=mode)
+        new = [h_next, c_next]
+    for name, value in zip(step.inputs[1:], new):
+        mem[name][:] = np.asarray(value).reshape(-1)
+    if step.params["has_y"]:
+        mem[step.outputs[0]][:] = np.asarray(y, np.int8).reshape(-1)
 
 
 def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
@@ -20,7 +38,10 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     out = step.outputs[0]
     if step.op == "fill":
         n, dst = p["count"], p["dst_offset"]
-        mem[out][dst:dst + n] = np.asarray(a["values"], np.int8).reshape(-1)
+        mem[out][dst:dst + n] = np.asarray(a["values"]).reshape(-1)
+        return
+    if step.op in ("gru_s8", "lstm_s8"):
+        _run_recurrent(step, mem, mode)
         return
     if step.op == "copy":  # `blocks` rows of `count` bytes, strided on both sides
         n, src, dst = p["count"], p["src_offset"], p["dst_offset"]
@@ -68,9 +89,9 @@ def run_program(program: Program, inputs: dict[str, np.ndarray], state: dict[str
 
     `trace`, if given, sees every buffer after the call (for per-layer error reports).
     """
-    mem = {name: np.zeros(b.size, np.int8) for name, b in program.buffers.items()}
+    mem = {name: np.zeros(b.size, b.dtype) for name, b in program.buffers.items()}
     for name, value in list(inputs.items()) + list(state.items()):
-        mem[name][:] = np.asarray(value, np.int8).reshape(-1)
+        mem[name][:] = np.asarray(value, mem[name].dtype).reshape(-1)
     for step in program.steps:
         _run_step(step, mem, program.rounding)
     if trace is not None:

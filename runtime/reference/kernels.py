@@ -28,6 +28,8 @@ PARAMS_FIELDS: dict[str, tuple[str, ...]] = {
     "avgpool1d_s8": ("t_in", "channels", "kernel", "stride", "pad_l", "pad_r",
                      "count_include_pad", "shift"),
     "transpose_s8": ("rank", "in_shape", "perm"),
+    "gru_s8": ("input", "hidden", "linear_before_reset"),  # + t and the arrays as arguments
+    "lstm_s8": ("input", "hidden", "shift_ig", "shift_tc"),
     "maxpool1d_s8": ("t_in", "channels", "kernel", "stride", "dilation", "pad_l", "pad_r",
                      "pad_value", "shift"),
     "conv2d_s8": ("t_in", "f_in", "c_in", "c_out", "kernel_t", "kernel_f", "stride_t",

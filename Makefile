@@ -17,11 +17,12 @@ OFFLINE ?=
 NAME    ?=
 ARGS    ?=
 
-.PHONY: compile test venv example clean help
+.PHONY: compile test fuzz venv example clean help
 
 help:
 	@echo "make compile [MODEL=m.onnx] [TARGET=esp32p4|esp32s3] [CHUNK=n] [CALIB=c.npy] [BITS=8] [OUT=build] [OFFLINE=1]"
 	@echo "make test     run the test suite"
+	@echo "make fuzz     property-based streaming fuzz (RILL_FUZZ=1: many random conv stacks)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,9 @@ compile: $(STAMP) $(if $(filter $(EXAMPLE),$(MODEL)),$(EXAMPLE) $(EXAMPLE_CALIB)
 
 test: $(STAMP) $(EXAMPLE) $(EXAMPLE_CALIB)
 	$(BIN)/python -m pytest -n 2 tests
+
+fuzz: $(STAMP)
+	RILL_FUZZ=1 $(BIN)/python -m pytest -n 2 tests/test_streaming_fuzz.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", type=Path, help="the .onnx file (external data next to it is read)")
     c.add_argument("--target", default="esp32p4", help=f"chip: {', '.join(TARGETS)} (default esp32p4)")
     c.add_argument("--chunk", type=int, default=None,
-                   help="frames per call (default: the smallest legal chunk)")
+                   help="input frames per call: a multiple of the model's cumulative time "
+                        "downsampling, dividing the window when the output summarizes it "
+                        "(default: the smallest legal chunk)")
     c.add_argument("--calib", type=Path, default=None,
                    help="calibration inputs: .npy [N, *input_shape] (or [N, *input_shape[1:]] "
                         "when the batch is 1), or .npz with one array per input name")

@@ -43,7 +43,7 @@ def layer_snr(program: Program, layout: StreamLayout, offline_model: onnx.ModelP
             per_call = [from_physical(c[n].astype(np.float64) * 2.0 ** exp, shapes[n], stored.get(n))
                         for c in calls]
             info = streamed.get(n)
-            if info is not None and info.streamed and len(calls) > 1:
+            if info is not None and info.streamed:
                 stream = np.concatenate(per_call, axis=info.axis)
                 q, r = aligned(stream, floats[n], info.delay, info.axis, True)
             else:

@@ -144,6 +144,8 @@ class Compilation:
 def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes: list = (),
                   dump_dir: Path | None = None, force: bool = False,
                   log: Callable[[str], None] = lambda s: None) -> CompileResult:
+    if options.bits != 8:  # the API guards what the CLI guards: no silently-int8 "int16" model
+        raise RillError(f"bits={options.bits}: only int8 is implemented so far")
     notes: list[str] = []
     model, graph = load_graph(path, options, list(input_shapes), notes.append)
     ctx = CompileContext(graph, options, source=path, warnings=notes)

@@ -183,11 +183,13 @@ int {p}_selftest(void);
             q = step.params
             src = _offset(ins[0], q["src_offset"])
             dst = _offset(out, q["dst_offset"])
+            size = np.dtype(self.p.buffers[step.outputs[0]].dtype).itemsize
+            count = q["count"] if size == 1 else f"{q['count']} * {size}"  # offsets: elements
             if q.get("blocks", 1) > 1:
                 return (f"for (i = 0; i < {q['blocks']}; ++i) {{\n"
                         f"        memcpy({dst} + i * {q['dst_stride']}, {src} + i * {q['src_stride']}, "
-                        f"{q['count']});\n    }}")
-            return f"memcpy({dst}, {src}, {q['count']});"
+                        f"{count});\n    }}")
+            return f"memcpy({dst}, {src}, {count});"
         if step.op == "fill":
             size = np.dtype(self.p.buffers[step.outputs[0]].dtype).itemsize
             return (f"memcpy({_offset(out, step.params['dst_offset'])}, {names['values']}, "

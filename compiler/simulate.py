@@ -18,6 +18,7 @@ class IntegerRun:
     inputs: np.ndarray  # [calls, input_elems] int8, what `<name>_run` receives
     outputs: np.ndarray  # [calls, output_elems] int8
     result: np.ndarray  # float, ONNX layout, stitched like the offline output
+    calls: list[np.ndarray]  # float, ONNX layout: the output of every call
 
 
 @dataclass
@@ -43,4 +44,4 @@ def run_integer(program: Program, layout: StreamLayout, x: np.ndarray,
                 for q in q_out]
     return IntegerRun(np.stack(q_chunks), np.stack(q_out),
                       stitch(per_call, layout.per_frame,
-                             layout.output_info.axis if layout.per_frame else 0))
+                             layout.output_info.axis if layout.per_frame else 0), per_call)

@@ -18,19 +18,39 @@ def chunks(x: np.ndarray, axis: int, chunk: int) -> list[np.ndarray]:
     return [np.take(x, range(i * chunk, (i + 1) * chunk), axis=axis) for i in range(calls)]
 
 
-def run_float_stream(model: onnx.ModelProto, meta: dict, x: np.ndarray) -> list[np.ndarray]:
-    """Feed `x` chunk by chunk through the streaming ONNX model from the initial state."""
+CALLS_PER_STREAM = 4  # a model with its own state pairs is checked on streams of this many calls
+
+
+def call_streams(data: np.ndarray, axis: int, calls: int = CALLS_PER_STREAM) -> list[np.ndarray]:
+    """Consecutive per-call inputs joined along time into streams of `calls` calls each."""
+    return [np.concatenate(list(data[i:i + calls]), axis=axis) for i in range(0, len(data), calls)]
+
+
+def run_float_calls(model: onnx.ModelProto, meta: dict, x: np.ndarray,
+                    names: list[str] | None = None) -> list[dict[str, np.ndarray]]:
+    """Feed `x` chunk by chunk through the streaming ONNX model from the initial state (each
+    state input gets the previous call's output); the named tensors of every call (default: the
+    model's output)."""
     sess = session(model)
-    in_name = next(i.name for i in sess.get_inputs() if i.name not in {s["input"] for s in meta["states"]})
-    out_name = sess.get_outputs()[0].name
+    state_ins = {s["input"] for s in meta["states"]}
+    state_outs = [s["output"] for s in meta["states"]]
+    in_name = next(i.name for i in sess.get_inputs() if i.name not in state_ins)
+    if names is None:
+        names = [next(o.name for o in sess.get_outputs() if o.name not in state_outs)]
     state = {s["input"]: np.full(s["shape"], s["init"], np.float32) for s in meta["states"]}
-    outs = []
+    calls = []
     for c in chunks(x, meta["time_axis"], meta["chunk"]):
-        names = [out_name] + [s["output"] for s in meta["states"]]
-        values = sess.run(names, {in_name: c.astype(np.float32), **state})
-        outs.append(values[0])
-        state = {s["input"]: v for s, v in zip(meta["states"], values[1:])}
-    return outs
+        wanted = names + [o for o in state_outs if o not in names]
+        values = dict(zip(wanted, sess.run(wanted, {in_name: c.astype(np.float32), **state})))
+        calls.append({n: values[n] for n in names})
+        state = {s["input"]: values[s["output"]] for s in meta["states"]}
+    return calls
+
+
+def run_float_stream(model: onnx.ModelProto, meta: dict, x: np.ndarray) -> list[np.ndarray]:
+    """Feed `x` chunk by chunk through the streaming ONNX model from the initial state; the
+    output of every call."""
+    return [next(iter(c.values())) for c in run_float_calls(model, meta, x)]
 
 
 def stitch(outputs: list[np.ndarray], per_frame: bool, axis: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from codegen.names import model_name
 from compiler.context import Options
 from compiler.errors import RillError, UsageError
 from compiler.loader import parse_input_shape
+from compiler.state_pairs import parse_state_pair
 from compiler.targets import TARGETS, get_target
 
 SUPPORTED_BITS = (8,)
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pin an input's shape (repeatable); needed for dynamic dims")
     c.add_argument("--time-axis", type=int, default=None,
                    help="axis of the input that is time (default: the last)")
+    c.add_argument("--state", action="append", default=[], metavar="IN=OUT",
+                   help="a state pair the model already has (repeatable): input IN is fed the "
+                        "previous call's output OUT, zeros at first. Such a model is already a "
+                        "per-call model: it runs as given, its time-series input's frames are the "
+                        "chunk, and nothing else is cut. Without --state, pairs are detected when "
+                        "every extra input matches one output of the same shape by name "
+                        "(state->stateN, h->hn, state_in->state_out)")
     c.add_argument("--dump-passes", type=Path, default=None, metavar="DIR",
                    help="write the ONNX graph after every pass into DIR (open in Netron)")
     c.add_argument("--ram-budget", type=int, default=None, metavar="BYTES",
@@ -86,7 +94,8 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(target=target, bits=args.bits, chunk=args.chunk, offline=args.offline,
                    time_axis=args.time_axis, calib=load_calibration(args.calib), calib_path=args.calib,
                    name=name,
-                   verify=not args.no_verify, ram_budget=args.ram_budget)
+                   verify=not args.no_verify, ram_budget=args.ram_budget,
+                   state_pairs=[parse_state_pair(s) for s in args.state])
 
 
 def run_compile(args: argparse.Namespace) -> int:

@@ -25,6 +25,8 @@ class Options:
     name: str = "model"
     verify: bool = True
     ram_budget: int | None = None  # bytes for arena + state; None: the target's internal RAM
+    # the model's own state pairs (input, output), from --state IN=OUT; empty: detect them
+    state_pairs: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import onnx
 
 from compiler.ort import session, with_all_outputs
 from compiler.simulate import StreamLayout, run_integer
-from compiler.streams import aligned, from_physical, snr_db
+from compiler.streams import aligned, from_physical, run_float_calls, snr_db
 from passes.time_analysis import TimeInfo
 from runtime.ir import Program
 
@@ -50,4 +50,26 @@ def layer_snr(program: Program, layout: StreamLayout, offline_model: onnx.ModelP
                 q, r = per_call[-1], floats[n]
             quants[n].append(q.reshape(-1))
             refs[n].append(r.reshape(-1))
+    return {n: snr_db(np.concatenate(refs[n]), np.concatenate(quants[n])) for n in names}
+
+
+def layer_snr_per_call(program: Program, model: onnx.ModelProto, meta: dict,
+                       shapes: dict[str, tuple[int, ...]], stored: dict[str, TimeInfo | None],
+                       layout: StreamLayout, streams: list[np.ndarray]) -> dict[str, float]:
+    """The per-layer SNR of a model with its own state pairs: every tensor of every call against
+    the float model run call by call with its states carried."""
+    produced = {o for node in model.graph.node for o in node.output}
+    names = [n for n, b in program.buffers.items()
+             if b.role in ("scratch", "output") and n in shapes and n in produced]
+    full = with_all_outputs(model, names)
+    refs: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    quants: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for x in streams:
+        floats = run_float_calls(full, meta, x, names)
+        calls = _trace_calls(program, layout, x, names)
+        for f, q in zip(floats, calls):
+            for n in names:
+                value = q[n].astype(np.float64) * 2.0 ** program.buffers[n].exp
+                quants[n].append(from_physical(value, shapes[n], stored.get(n)).reshape(-1))
+                refs[n].append(np.asarray(f[n]).reshape(-1))
     return {n: snr_db(np.concatenate(refs[n]), np.concatenate(quants[n])) for n in names}

@@ -18,13 +18,14 @@ from codegen.report import build_report, markdown
 from compiler.context import CompileContext, Options
 from compiler.errors import RillError, VerificationError
 from compiler.graph import import_model, static_shape, to_runnable
-from compiler.layer_snr import layer_snr
+from compiler.layer_snr import layer_snr, layer_snr_per_call
 from compiler.host_build import build_host, run_host, run_selftest
 from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration, runtime_inputs
 from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
 from compiler.simulate import StreamLayout, run_integer
-from compiler.streams import aligned, run_float_stream, snr_db, stitch
+from compiler.state_pairs import resolve_state_pairs, time_series_name
+from compiler.streams import CALLS_PER_STREAM, aligned, call_streams, run_float_stream, snr_db, stitch
 from passes.calibrate import Calibrate
 from passes.fold_chomp import FoldChomp
 from passes.fold_constants import FoldConstants
@@ -39,7 +40,8 @@ from passes.lower_integer import LowerToInteger
 from passes.propagate_qparams import PropagateQParams
 from passes.quantize import Quantize
 from passes.remove_identity import RemoveIdentity
-from passes.streaming_cut import StreamingCut, streaming_metadata, time_series_input
+from passes.streaming_cut import (StreamingCut, is_per_call_model, streaming_metadata,
+                                  time_series_input)
 
 STREAM_TOLERANCE = 1e-5
 LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data suffices
@@ -68,11 +70,10 @@ class CompileResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def select_calibration(calib, model: onnx.ModelProto, source: str) -> np.ndarray | None:
+def select_calibration(calib, names: list[str], source: str) -> np.ndarray | None:
     """The calibration array of the model's input: a .npy, or the .npz array of that name."""
     if not isinstance(calib, dict):
         return calib
-    names = [vi.name for vi in runtime_inputs(model)]
     if len(calib) == 1:
         return next(iter(calib.values()))
     for name in names:
@@ -84,15 +85,29 @@ def select_calibration(calib, model: onnx.ModelProto, source: str) -> np.ndarray
 
 def load_graph(path: Path, options: Options, input_shapes: list,
                warn: Callable[[str], None]) -> tuple[onnx.ModelProto, object]:
+    """The shape-pinned model and graph; resolves the model's own state pairs (if any) into
+    `options.state_pairs` and picks the calibration array of the time-series input."""
     model = load_onnx(path)
-    options.calib = calib = select_calibration(options.calib, model, f"--calib {options.calib_path}")
-    if not input_shapes and calib is not None:
-        input_shapes = pins_from_calibration(model, calib.shape)
-        for name, shape in input_shapes:
-            warn(f"input '{name}' has dynamic dims; pinned to {shape} from the calibration data "
-                 "(use --input-shape to choose)")
+    source = f"--calib {options.calib_path}"
+    names = [vi.name for vi in runtime_inputs(model)]
+    if len(names) == 1:
+        options.calib = calib = select_calibration(options.calib, names, source)
+        if not input_shapes and calib is not None:
+            input_shapes = pins_from_calibration(model, calib.shape)
+            for name, shape in input_shapes:
+                warn(f"input '{name}' has dynamic dims; pinned to {shape} from the calibration "
+                     "data (use --input-shape to choose)")
     pin_input_shapes(model, input_shapes, path)
-    return model, import_model(model)
+    graph = import_model(model)
+    options.state_pairs = resolve_state_pairs(graph, options.state_pairs)
+    if options.state_pairs and options.offline:
+        raise RillError(f"--offline: the model has its own state pairs "
+                        f"({', '.join(f'{i}={o}' for i, o in options.state_pairs)}), so it is "
+                        "already a per-call model; compile it without --offline")
+    if options.state_pairs:
+        options.calib = select_calibration(
+            options.calib, [time_series_name(graph, options.state_pairs)], source)
+    return model, graph
 
 
 def prepare_calibration(calib: np.ndarray | None, shape: tuple[int, ...], source: str,
@@ -149,7 +164,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     notes: list[str] = []
     model, graph = load_graph(path, options, list(input_shapes), notes.append)
     ctx = CompileContext(graph, options, source=path, warnings=notes)
-    x = time_series_input(graph)
+    x = time_series_input(graph, {i for i, _ in options.state_pairs})
     offline_shape = static_shape(x)
     options.calib = prepare_calibration(options.calib, offline_shape,
                                         f"--calib {options.calib_path}", ctx.warn)
@@ -170,14 +185,25 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         onnx.helper.set_model_props(streaming_model,
                                     {"rill.streaming": json.dumps(streaming_metadata(stream))})
     log("simulating the integer program on the calibration data")
-    snr, float_check = evaluate(program, layout, offline_model, streaming_model, stream, options.calib)
+    shapes = {n: static_shape(t) for n, t in ctx.graph.tensors().items()
+              if static_shape(t) is not None}
+    if is_per_call_model(stream):  # streams of consecutive calls, state carried
+        streams = call_streams(options.calib, layout.time_axis)
+        snr = evaluate_per_call(program, layout, offline_model, stream, streams)
+        float_check = None
+        per_layer = layer_snr_per_call(program, offline_model, streaming_metadata(stream),
+                                       shapes, ctx.facts["time_info"], layout,
+                                       streams[:LAYER_SNR_SAMPLES // CALLS_PER_STREAM])
+        checks = streams[:2]
+    else:
+        snr, float_check = evaluate(program, layout, offline_model, streaming_model, stream,
+                                    options.calib)
+        per_layer = layer_snr(program, layout, offline_model, shapes, ctx.facts["time_info"],
+                              ctx.facts.get("stream_time_info", {}),
+                              options.calib[:LAYER_SNR_SAMPLES])
+        checks = list(options.calib[:4])
     iface = interface(options, program, plan, layout, stream)
-    per_layer = layer_snr(program, layout, offline_model,
-                          {n: static_shape(t) for n, t in ctx.graph.tensors().items()
-                           if static_shape(t) is not None},
-                          ctx.facts["time_info"], ctx.facts.get("stream_time_info", {}),
-                          options.calib[:LAYER_SNR_SAMPLES])
-    test_run = run_integer(program, layout, options.calib[0])
+    test_run = run_integer(program, layout, checks[0])
     writer = SourceWriter(program, plan, iface)
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{options.name}.", dir=out_root))
@@ -188,7 +214,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         verification = {"float_stream_max_rel_error": float_check}
         if options.verify:
             log("building and running the generated C")
-            verification.update(verify_c(tmp, options.name, program, layout, options.calib, iface))
+            verification.update(verify_c(tmp, options.name, program, layout, checks, iface))
         report = build_report(
             name=options.name, target=options.target.name, bits=options.bits, program=program,
             plan=plan, iface=iface, snr=snr, layer_snr=per_layer, offline=options.offline,
@@ -261,15 +287,28 @@ def evaluate(program, layout: StreamLayout, offline_model, streaming_model, stre
     return snr_db(np.concatenate(refs), np.concatenate(quants)), (worst if streaming_model else None)
 
 
-def verify_c(component: Path, name: str, program, layout: StreamLayout, data: np.ndarray,
-             iface: ModelInterface) -> dict:
-    """Build the component, run its self-test and compare it with the integer reference."""
+def evaluate_per_call(program, layout: StreamLayout, model, stream, streams: list[np.ndarray]
+                      ) -> float:
+    """Quantized-vs-float SNR of a model with its own state pairs: every call's output of the
+    integer program against the float model run call by call, both carrying their state."""
+    meta = streaming_metadata(stream)
+    refs, quants = [], []
+    for x in streams:
+        refs += [r.reshape(-1) for r in run_float_stream(model, meta, x)]
+        quants += [q.reshape(-1) for q in run_integer(program, layout, x).calls]
+    return snr_db(np.concatenate(refs), np.concatenate(quants))
+
+
+def verify_c(component: Path, name: str, program, layout: StreamLayout,
+             inputs: list[np.ndarray], iface: ModelInterface) -> dict:
+    """Build the component, run its self-test and compare it with the integer reference on
+    the given input streams and on saturating ones."""
     with tempfile.TemporaryDirectory(prefix="rill-verify-") as work:
         exe = build_host(component, name, Path(work))
         if run_selftest(exe) != 0:
             raise VerificationError("the generated component's self-test failed")
         checked = 0
-        for x in list(data[:4]) + [np.full_like(data[0], 1e6), np.full_like(data[0], -1e6)]:
+        for x in list(inputs) + [np.full_like(inputs[0], 1e6), np.full_like(inputs[0], -1e6)]:
             ref = run_integer(program, layout, x)
             got = run_host(exe, ref.inputs, out_elems=iface.output_elems)
             if not np.array_equal(got, ref.outputs):

@@ -43,6 +43,7 @@ class Lowering:
         self.buffers: dict[str, Buffer] = {}
         self.steps: list[Step] = []
         self.alias: dict[str, str] = {}  # state_next tensor -> state buffer
+        self.model_states = {s.input for s in state_specs(ctx.facts) if s.kind == "model"}
         self.dtypes: dict[str, str] = {  # LSTM cells are int16; everything else int8
             n.inputs[i].name: "int16" for n in self.graph.nodes if n.op == "LSTM"
             for i in (6,) if len(n.inputs) > i and n.inputs[i].name}
@@ -448,15 +449,38 @@ class Lowering:
         """The buffer of initial_h/initial_c: the state pair when streaming, else a scratch
         buffer filled with the constant initial value at the start of every call."""
         t = node.inputs[slot] if len(node.inputs) > slot else None
-        if t is not None and t.name and const_value(t) is None:
+        if t is not None and t.name and const_value(t) is None and t.name not in self.model_states:
             return self.buffer(t)
         dtype, n, exp = plan.state[name]
         buf = f"{node.name}.{name}"
         self.buffers[buf] = Buffer(buf, (n,), dtype, exp, "scratch")
+        if t is not None and t.name in self.model_states:
+            # the model's own state: updated in a copy, which the state takes at the end of
+            # the call (the graph may still read the old state after this node)
+            self.emit(node, "copy", [self.buffer(t)], [buf], dict(src_offset=0, dst_offset=0,
+                                                                  count=n))
+            return buf
         init = None if t is None or not t.name else const_value(t)
         values = plan.quantize_state(**{f"{name}0": init}, mode=self.mode)[name]
         self.emit(node, "fill", [], [buf], dict(dst_offset=0, count=n), dict(values=values))
         return buf
+
+    def update_model_state(self, state_in: gs.Tensor, state_out: gs.Tensor) -> None:
+        """The last steps of a call: each of the model's own states takes its next value."""
+        src, dst = self.buffer(state_out), self.buffer(state_in)
+        if src == dst:
+            return
+        a, b = self.buffers[src], self.buffers[dst]
+        if self.perm(state_out) != self.perm(state_in) and not (
+                self.stored_in_onnx_order(state_out) and self.stored_in_onnx_order(state_in)):
+            raise RillError(f"state pair {state_in.name}={state_out.name}: the input and the "
+                            "output are stored in different layouts (their time axes differ)")
+        if (a.exp, a.dtype, a.size) != (b.exp, b.dtype, b.size):
+            raise AssertionError(f"state pair {state_in.name}={state_out.name}: buffers differ "
+                                 f"({a} vs {b})")
+        self.steps.append(Step("copy", [src], [dst], dict(src_offset=0, dst_offset=0,
+                                                          count=b.size),
+                               name=f"{state_out.name}->{state_in.name}"))
 
 
 class LowerToInteger(Pass):
@@ -469,6 +493,12 @@ class LowerToInteger(Pass):
         low = Lowering(ctx, stored_time_info(ctx))
         states = []
         for s in state_specs(ctx.facts):
+            if s.kind == "model":  # the model's own pair: its output gets its own buffer
+                low.dtypes[s.output] = low.dtypes.get(s.input, "int8")
+                buf = low.buffers[low.buffer(graph.tensors()[s.input], "state")]
+                states.append(StatePair(s.input, s.input, s.output,
+                                        low.quantize_scalar(s.init, buf.exp)))
+                continue
             low.info[s.output] = low.info.get(s.input)
             low.alias[s.output] = s.input
             buf = low.buffers[low.buffer(graph.tensors()[s.input], "state")]
@@ -477,6 +507,9 @@ class LowerToInteger(Pass):
         low.buffer(x, "input")
         for node in graph.nodes:
             low.lower(node)
+        for s in state_specs(ctx.facts):
+            if s.kind == "model":
+                low.update_model_state(graph.tensors()[s.input], graph.tensors()[s.output])
         outputs = [o for o in graph.outputs if all(o.name != s.onnx_output for s in states)]
         for o in outputs:
             low.buffers[low.buffer(o)].role = "output"

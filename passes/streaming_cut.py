@@ -10,6 +10,10 @@ Look-ahead ops emit their outputs late (a delay); the first frames of a delayed 
 pre-roll, and before another window op reads them they are blanked to the pad value with
 `MaskFrames` and a one-bit-per-frame "valid" delay line. Recurrent layers carry `h` (and `c`)
 as state pairs.
+
+A model that already has state pairs (`state` -> `stateN`, `h` -> `hn`; see
+`compiler.state_pairs`) is a per-call model: it is kept as it is, its time-series input's frames
+are the chunk, and its pairs become the streaming states (kind "model", zeros at first).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from compiler.op_attrs import set_explicit_pads, slice_spec, window_attrs
 from compiler.pass_manager import Pass
 from compiler.rill_ops import RILL_DOMAIN
 from compiler.shapes import infer_shapes
+from compiler.state_pairs import resolve_state_pairs
 from passes.time_analysis import TimeAnalysis, TimeInfo, WindowUse, analyze_time
 
 INT64_MAX = np.iinfo(np.int64).max
@@ -39,8 +44,9 @@ class StateSpec:
     shape: list[int]
     init: float
     tensor: str | None  # the data tensor whose past frames the state holds (None: own values)
-    kind: str = "frames"  # "frames" | "mask" (valid-frame flags) | "recurrent" (h / c)
-    time_axis: int | None = None  # None for recurrent states
+    # "frames" | "mask" (valid-frame flags) | "recurrent" (h / c) | "model" (the model's own pair)
+    kind: str = "frames"
+    time_axis: int | None = None  # None for recurrent and model states
 
     def as_json(self) -> dict:
         return {"input": self.input, "output": self.output, "shape": self.shape, "init": self.init}
@@ -54,13 +60,19 @@ def state_input_names(ctx_facts: dict) -> set[str]:
     return {s.input for s in state_specs(ctx_facts)}
 
 
+def is_per_call_model(stream: dict | None) -> bool:
+    """Whether the streaming facts describe a model that brought its own state pairs."""
+    return bool(stream) and any(s.kind == "model" for s in stream["states"])
+
+
 def time_series_input(graph: gs.Graph, states: set[str] = frozenset()) -> gs.Variable:
     """The one input that is not a constant or a state input."""
     inputs = [t for t in graph.inputs if not isinstance(t, gs.Constant) and t.name not in states]
     if len(inputs) != 1:
         names = ", ".join(t.name for t in inputs)
         raise RillError(f"the model has {len(inputs)} runtime inputs ({names}); Rill supports one "
-                        "time-series input (make the others constants)")
+                        "time-series input (make the others constants, or declare state inputs "
+                        "with --state IN=OUT)")
     return inputs[0]
 
 
@@ -88,7 +100,16 @@ def analyze(ctx: CompileContext, streamed: bool) -> TimeAnalysis:
                                          TimeInfo(axis, streamed)}
     for s in specs:
         seeds[s.input] = None if s.time_axis is None else TimeInfo(s.time_axis, streamed)
-    return analyze_time(graph, seeds)
+    model = [s for s in specs if s.kind == "model"]
+    for _ in range(len(model) + 1):
+        analysis = analyze_time(graph, seeds)
+        # a model state is stored like its next value (e.g. time-major when it holds frames)
+        found = {s.input: analysis.info.get(s.output) for s in model}
+        found = {n: None if i is None else TimeInfo(i.axis, streamed) for n, i in found.items()}
+        if all(seeds[n] == i for n, i in found.items()):
+            break
+        seeds.update(found)
+    return analysis
 
 
 def downsampling_factor(info: dict[str, TimeInfo]) -> int:
@@ -121,6 +142,10 @@ class StreamingCut(Pass):
     ensures = frozenset({"streaming"})
 
     def run(self, ctx: CompileContext) -> bool:
+        pairs = resolve_state_pairs(ctx.graph, ctx.options.state_pairs)
+        if pairs:
+            keep_model_states(ctx, pairs)
+            return False
         analysis = analyze(ctx, streamed=True)
         if analysis.problems:
             raise RillError("the model cannot be streamed chunk by chunk (use --offline to compile "
@@ -147,6 +172,34 @@ class StreamingCut(Pass):
             "frames_offline": frames_offline, "per_frame_output": per_frame,
             "downsampling": factor, "states": states}
         return True
+
+
+def keep_model_states(ctx: CompileContext, pairs: list[tuple[str, str]]) -> None:
+    """A model with its own state pairs runs as given, one call per time-series input."""
+    graph = ctx.graph
+    tensors = graph.tensors()
+    states = [StateSpec(i, o, list(static_shape(tensors[i])), 0.0, None, "model", None)
+              for i, o in pairs]
+    names = {i for i, _ in pairs}
+    x = time_series_input(graph, names)
+    axis = resolve_time_axis(graph, ctx.options.time_axis, names)
+    frames = static_shape(x)[axis]
+    if ctx.options.chunk is not None and ctx.options.chunk != frames:
+        raise RillError(
+            f"--chunk {ctx.options.chunk}: the model has its own state pairs "
+            f"({', '.join(f'{i}={o}' for i, o in pairs)}), so it is a per-call model and its "
+            f"chunk is the {frames} frame(s) of input '{x.name}' along axis {axis}; leave "
+            f"--chunk out (or pass --chunk {frames}), or re-export the model for another chunk")
+    ctx.facts["streaming"] = {"states": states}  # analyze() seeds the state inputs from these
+    info = analyze(ctx, streamed=False).info
+    out = next(t for t in graph.outputs if t.name not in {o for _, o in pairs})
+    out_info = info.get(out.name)
+    ctx.facts["offline_graph"] = graph.copy()  # the float reference: the model itself, per call
+    ctx.facts["streaming"] = {
+        "time_axis": axis, "chunk": frames, "latency_frames": 0,
+        "output_time_axis": out_info.axis if out_info else None,
+        "frames_offline": frames, "per_frame_output": out_info is not None,
+        "downsampling": 1, "states": states}
 
 
 class Cutter:

@@ -140,6 +140,55 @@ def causal_tcn_model(channels: int = 3, t: int = 12, layers: Sequence[tuple[int,
     return model(nodes, [("x", [1, channels, t])], [(prev, None)], inits)
 
 
+def explicit_state_model(channels: int = 3, chunk: int = 4, k: int = 3, c_out: int = 4,
+                         state: str = "state", state_out: str = "stateN", seed: int = 0,
+                         outputs_first: bool = False, pads: Sequence[int] = (0, 0)
+                         ) -> onnx.ModelProto:
+    """A per-call model with its own state pair: x [1, C, chunk] and `state` [1, C, k-1];
+    window = Concat(state, x) along time, y = Relu(Conv(window)) (no padding unless `pads`), and
+    `state_out` = the last k-1 frames of the window. `outputs_first` lists the state output
+    before y."""
+    nodes = [node("Concat", [state, "x"], ["window"], name="window", axis=2),
+             node("Conv", ["window", "w", "b"], ["c"], name="conv", kernel_shape=[k],
+                  pads=list(pads)),
+             node("Relu", ["c"], ["y"], name="relu"),
+             node("Slice", ["window", "starts", "ends", "axes"], [state_out], name="keep")]
+    inits = [init("w", weights([c_out, channels, k], seed)), init("b", weights([c_out], seed + 1)),
+             ints("starts", [-(k - 1)]), ints("ends", [np.iinfo(np.int64).max]), ints("axes", [2])]
+    outs = [("y", None), (state_out, None)]
+    return model(nodes, [("x", [1, channels, chunk]), (state, [1, channels, k - 1])],
+                 outs[::-1] if outputs_first else outs, inits)
+
+
+def gru_state_model(channels: int = 3, chunk: int = 4, hidden: int = 5, seed: int = 0,
+                    h: str = "h", hn: str = "hn", op: str = "GRU") -> onnx.ModelProto:
+    """A per-call recurrent model with its own state: x [1, C, chunk] -> 1x1 Conv -> [T, 1, C]
+    -> GRU (or LSTM) from initial_h = `h` [1, 1, H] -> y [1, H, chunk] and Y_h = `hn`
+    (LSTM: also c -> cn)."""
+    gates = {"GRU": 3, "LSTM": 4}[op]
+    attrs = {"hidden_size": hidden}
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    rnn_ins = ["xt", "W", "R", "B", "", h] + (["c"] if op == "LSTM" else [])
+    rnn_outs = ["Y", hn] + (["cn"] if op == "LSTM" else [])
+    nodes = [node("Conv", ["x", "w", "b"], ["p"], name="proj", kernel_shape=[1]),
+             node("Transpose", ["p"], ["xt"], perm=[2, 0, 1]),
+             node(op, rnn_ins, rnn_outs, name="rnn", **attrs),
+             node("Squeeze", ["Y", "one"], ["ys"], name="squeeze"),
+             node("Transpose", ["ys"], ["y"], perm=[1, 2, 0])]
+    inits = [init("w", weights([channels, channels, 1], seed)),
+             init("b", weights([channels], seed + 1)),
+             init("W", weights([1, gates * hidden, channels], seed + 2)),
+             init("R", weights([1, gates * hidden, hidden], seed + 3)),
+             init("B", weights([1, 2 * gates * hidden], seed + 4)), ints("one", [1])]
+    ins = [("x", [1, channels, chunk]), (h, [1, 1, hidden])]
+    outs = [("y", None), (hn, None)]
+    if op == "LSTM":
+        ins.append(("c", [1, 1, hidden]))
+        outs.append(("cn", None))
+    return model(nodes, ins, outs, inits)
+
+
 INT64_MIN_PLUS_1 = -9223372036854775807
 
 

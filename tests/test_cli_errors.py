@@ -136,6 +136,26 @@ def _too_big_for_esp32s3() -> onnx.ModelProto:
     return m
 
 
+def _with_own_state(tmp: Path, **kw) -> tuple[Path, Path]:
+    """A per-call model with its own state pair (tests/graphs.py) and calibration for it."""
+    from graphs import explicit_state_model
+    name = kw.pop("file", "stateful")
+    p = _save(tmp, explicit_state_model(**kw), f"{name}.onnx")
+    calib = tmp / f"{name}_calib.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 1, 3, 4)).astype(np.float32))
+    return p, calib
+
+
+def _ambiguous_state(tmp: Path) -> tuple[Path, Path]:
+    """`state` matches two outputs of its shape: `stateN` and `state_out` (a copy of it)."""
+    p, calib = _with_own_state(tmp, file="ambiguous")
+    m = onnx.load(str(p))
+    m.graph.node.append(helper.make_node("Identity", ["stateN"], ["state_out"], name="/copy"))
+    m.graph.output.append(helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, 3, 2]))
+    onnx.checker.check_model(m)
+    return _save(tmp, m, "ambiguous.onnx"), calib
+
+
 # ----------------------------------------------------------------------------- cases
 # Each builder gets (tmp_path, example_model, example_calib) and returns
 # (argv without "--out", expected exit code, substrings the message must contain; a tuple in that
@@ -240,6 +260,53 @@ def case_does_not_fit_memory(tmp, ex, calib):
     return ["compile", p, "--target", "esp32s3", "--chunk", "24", "--no-verify"], 1, ["esp32s3"]
 
 
+def case_state_pairing_ambiguous(tmp, ex, calib):
+    p, c = _ambiguous_state(tmp)
+    return ["compile", p, "--calib", c], 1, ["'state'", "'stateN'", "'state_out'", "--state IN=OUT"]
+
+
+def case_state_input_unmatched(tmp, ex, calib):
+    p, c = _with_own_state(tmp, file="unmatched", state="memory", state_out="stateN")
+    return ["compile", p, "--calib", c], 1, ["'memory'", "--state"]
+
+
+def case_state_unknown_input(tmp, ex, calib):
+    p, c = _with_own_state(tmp)
+    return ["compile", p, "--calib", c, "--state", "h=stateN"], 2, ["--state h=stateN", "'h'",
+                                                                   "x, state"]
+
+
+def case_state_unknown_output(tmp, ex, calib):
+    p, c = _with_own_state(tmp)
+    return ["compile", p, "--calib", c, "--state", "state=hn"], 2, ["'hn'", "y, stateN"]
+
+
+def case_state_shape_mismatch(tmp, ex, calib):
+    p, c = _with_own_state(tmp)
+    return ["compile", p, "--calib", c, "--state", "state=y"], 2, [
+        "--state state=y", "[1, 3, 2]", "[1, 4, 4]"]
+
+
+def case_state_not_a_pair(tmp, ex, calib):
+    p, c = _with_own_state(tmp)
+    return ["compile", p, "--calib", c, "--state", "state"], 2, ["--state 'state'", "IN=OUT"]
+
+
+def case_state_on_one_input_model(tmp, ex, calib):
+    return ["compile", ex, "--calib", calib, "--state", "x=y"], 2, ["'y'", "--state x=y"]
+
+
+def case_state_chunk_mismatch(tmp, ex, calib):
+    p, c = _with_own_state(tmp)
+    return ["compile", p, "--calib", c, "--chunk", "2"], 1, ["--chunk 2", "state=stateN",
+                                                             "4 frame(s) of input 'x'"]
+
+
+def case_state_offline(tmp, ex, calib):
+    p, c = _with_own_state(tmp)
+    return ["compile", p, "--calib", c, "--offline"], 1, ["--offline", "state=stateN"]
+
+
 CASES = [
     pytest.param(case_missing_model, id="missing-model-file"),
     pytest.param(case_unknown_target, id="unknown-target"),
@@ -259,6 +326,15 @@ CASES = [
     pytest.param(case_nan_weights, id="nan-weights"),
     pytest.param(case_second_input, id="second-runtime-input"),
     pytest.param(case_does_not_fit_memory, id="does-not-fit-target-memory"),
+    pytest.param(case_state_pairing_ambiguous, id="state-pairing-ambiguous"),
+    pytest.param(case_state_input_unmatched, id="state-input-matches-no-output"),
+    pytest.param(case_state_unknown_input, id="state-names-unknown-input"),
+    pytest.param(case_state_unknown_output, id="state-names-unknown-output"),
+    pytest.param(case_state_shape_mismatch, id="state-shape-mismatch"),
+    pytest.param(case_state_not_a_pair, id="state-not-in-out"),
+    pytest.param(case_state_on_one_input_model, id="state-on-one-input-model"),
+    pytest.param(case_state_chunk_mismatch, id="state-chunk-not-the-models"),
+    pytest.param(case_state_offline, id="state-offline"),
 ]
 
 
@@ -338,7 +414,7 @@ def test_failed_forced_compile_keeps_the_old_output(tmp_path, example_model, exa
 
 
 OPTIONS = ["--target", "--chunk", "--calib", "--bits", "--out", "--name", "--offline",
-           "--input-shape", "--time-axis", "--dump-passes", "--no-verify", "--force",
+           "--input-shape", "--time-axis", "--state", "--dump-passes", "--no-verify", "--force",
            "--quiet", "--verbose", "--help"]
 
 

@@ -60,7 +60,7 @@ class SourceWriter:
         i, P, p = self.iface, self.prefix.upper(), self.prefix
         members = "\n".join(
             f"    {C_TYPES[self.p.buffers[b].dtype]} {m}[{self.p.buffers[b].size}] {P}_ALIGN16; "
-            f"/* past frames of {comment(b)} */" for b, m in self.state_members.items())
+            f"/* kept between calls: {comment(b)} */" for b, m in self.state_members.items())
         if not members:
             members = "    int8_t unused; /* this model keeps no state between calls */"
         latency = (f"{i.latency_frames} output frames of pre-roll; feed {i.latency_frames} "

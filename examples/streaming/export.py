@@ -29,8 +29,11 @@ from collections import Counter
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tcn"))
 import models  # noqa: E402
+from export_torch import _save_embedded  # noqa: E402  (one way to embed initializers)
 
 DYNAMO_OPSET = 18
 SCRIPT_OPSET = 17
@@ -38,24 +41,6 @@ N_CALIB, CALIB_SEED = 64, 0
 N_HELDOUT, HELDOUT_SEED = 20, 1
 ATOL = 1e-4
 MAX_BYTES = 60 * 1024
-
-
-def _save_embedded(path: str) -> None:
-    """Re-save `path` with every initializer embedded; delete any external-data side file."""
-    import onnx
-
-    model = onnx.load(path, load_external_data=True)
-    side_files = set()
-    for init in model.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            for kv in init.external_data:
-                if kv.key == "location":
-                    side_files.add(os.path.join(os.path.dirname(path), kv.value))
-    onnx.save(model, path, save_as_external_data=False)
-    for f in side_files:
-        if os.path.exists(f):
-            os.remove(f)
-    onnx.checker.check_model(onnx.load(path), full_check=True)
 
 
 def _export(model: torch.nn.Module, example: torch.Tensor, path: str, dynamo: bool,

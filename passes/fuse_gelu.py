@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import onnx_graphsurgeon as gs
 
 from compiler.graph import const_value, only_consumer
@@ -16,8 +15,8 @@ from compiler.rewriter import RewritePass, RewriteRule
 from compiler.rill_ops import RILL_DOMAIN
 
 
-def _is_const(t: gs.Tensor, value: float) -> bool:
-    v = const_value(t)
+def _is_const(t: gs.Tensor | None, value: float) -> bool:
+    v = None if t is None else const_value(t)
     return v is not None and v.size == 1 and math.isclose(float(v.reshape(-1)[0]), value,
                                                           rel_tol=1e-5)
 
@@ -43,11 +42,10 @@ class ErfGelu(RewriteRule):
         if len(scaled.inputs) != 1 or len(scaled.outputs) != 1:
             return None
         div = scaled.inputs[0]
-        if div.op == "Div" and _is_const(div.inputs[1], math.sqrt(2.0)):
-            x = div.inputs[0]
-        elif div.op == "Mul" and _is_const(_other(div, div.inputs[0]) or div.inputs[1], 1 / math.sqrt(2.0)):
-            x = div.inputs[0] if const_value(div.inputs[0]) is None else div.inputs[1]
-        else:
+        x = next((t for t in div.inputs if const_value(t) is None), None)
+        if x is None or not (div.op == "Div" and div.inputs[0] is x
+                             and _is_const(div.inputs[1], math.sqrt(2.0))
+                             or div.op == "Mul" and _is_const(_other(div, x), 1 / math.sqrt(2.0))):
             return None
         add = only_consumer(node.outputs[0])
         if add is None or add.op != "Add" or not _is_const(_other(add, node.outputs[0]), 1.0):

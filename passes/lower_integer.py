@@ -288,7 +288,7 @@ class Lowering:
         """Data movement between stored layouts: a copy when the bytes stay in order, else one
         transpose of the stored input (found by trying the permutations of its non-unit axes)."""
         x, y = node.inputs[0], node.outputs[0]
-        x_shape, y_shape = static_shape(x), static_shape(y)
+        x_shape = static_shape(x)
         x_stored = physical_shape(x_shape, self.info.get(x.name))
         x_perm = self.perm(x)
         index = np.arange(int(np.prod(x_shape))).reshape(x_stored)

@@ -9,7 +9,7 @@ import numpy as np
 
 from compiler.context import CompileContext
 from compiler.errors import RillError
-from compiler.graph import const_value, node_label
+from compiler.graph import node_label
 from compiler.pass_manager import Pass
 from passes.quant_rules import fixed_exponents, out_channel_weights, plan_recurrent
 from passes.quant_scheme import PowerOfTwoScheme

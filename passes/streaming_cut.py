@@ -257,10 +257,16 @@ class Cutter:
         self.graph.nodes.append(node)
         return out
 
-    def frames(self, t: gs.Tensor, axis: int, start: int, end: int, base: str) -> gs.Variable:
+    def frames(self, t: gs.Tensor, axis: int, start: int, end: int, base: str,
+               out: gs.Variable | None = None, name: str = "slice") -> gs.Variable:
+        """Slice(t, start:end) along time, into `out` or a new tensor."""
         params = [self.const(f"{base}.{k}", np.array([v], np.int64))
                   for k, v in (("start", start), ("end", end), ("axis", axis))]
-        return self.add_node("Slice", f"{base}/slice", [t] + params, out_name=f"{base}.frames")
+        if out is None:
+            return self.add_node("Slice", f"{base}/{name}", [t] + params, out_name=f"{base}.frames")
+        self.graph.nodes.append(gs.Node("Slice", name=unique_name(self.graph, f"{base}/{name}"),
+                                        inputs=[t] + params, outputs=[out]))
+        return out
 
     def state_pair(self, base: str, like: gs.Tensor, axis: int, frames: int, init: float,
                    kind: str, tensor: str | None) -> tuple[gs.Variable, gs.Variable]:
@@ -282,10 +288,7 @@ class Cutter:
         state_in, state_out = self.state_pair(base, like, axis, frames, init, kind, tensor)
         window = self.add_node("Concat", f"{base}/state_concat", [state_in, src], {"axis": axis},
                                out_name=f"{base}.window")
-        params = [self.const(f"{base}.state_{k}", np.array([v], np.int64))
-                  for k, v in (("start", -frames), ("end", INT64_MAX), ("axis", axis))]
-        self.graph.nodes.append(gs.Node("Slice", name=unique_name(self.graph, f"{base}/state_update"),
-                                        inputs=[window] + params, outputs=[state_out]))
+        self.frames(window, axis, -frames, INT64_MAX, f"{base}.state", state_out, "state_update")
         return window
 
     # -- masks -----------------------------------------------------------------------------
@@ -372,10 +375,7 @@ class Cutter:
         out = node.outputs[0]
         full = gs.Variable(unique_name(self.graph, f"{out.name}.full"), dtype=np.float32)
         node.outputs[0] = full
-        params = [self.const(f"{node.name}.crop_{k}", np.array([v], np.int64))
-                  for k, v in (("start", start), ("end", start + count), ("axis", axis))]
-        self.graph.nodes.append(gs.Node("Slice", name=unique_name(self.graph, f"{node.name}/crop"),
-                                        inputs=[full] + params, outputs=[out]))
+        self.frames(full, axis, start, start + count, f"{node.name}.crop", out, "crop")
 
     # -- recurrent layers ------------------------------------------------------------------
     def cut_recurrent(self, node: gs.Node) -> None:

@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from fractions import Fraction
@@ -24,16 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # so that plain `pytest` finds the runtime package too
     sys.path.insert(0, str(ROOT))
 
+from c_drivers import MODES, STRICT, build_drivers, compile_c, record, run_records  # noqa: E402
 from runtime.reference import kernels as ref  # noqa: E402
 
 C_DIR = ROOT / "runtime" / "c"
 DRIVER_SRC = ROOT / "tests" / "c" / "kernel_driver.c"
 KERNEL_SOURCES = sorted(C_DIR.glob("*.c"))
-MODES = ("half_even", "half_up")
-MODE_MACRO = {"half_even": 0, "half_up": 1}
 CC = os.environ.get("CC", "gcc")
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 
 OP = {
     "conv1d_s8": 1, "gemm_s8": 2, "add_s8": 3, "avgpool1d_s8": 4, "lut_s8": 5,
@@ -59,54 +55,22 @@ class Driver:
 
     def run(self, calls: list[tuple]) -> list[np.ndarray]:
         """calls: (op_name, params [int], arrays [ndarray], out_dtype, out_count)."""
-        chunks = []
-        for op, params, arrays, out_dtype, out_count in calls:
-            params = [int(v) for v in params]
-            chunks.append(struct.pack(f"=ii{len(params)}ii", OP[op], len(params), *params,
-                                      len(arrays)))
-            for a in arrays:
-                b = np.ascontiguousarray(a).tobytes()
-                chunks.append(struct.pack("=i", len(b)))
-                chunks.append(b)
-            chunks.append(struct.pack("=i", int(out_count) * np.dtype(out_dtype).itemsize))
-        chunks.append(struct.pack("=i", -1))
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
-                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
-        proc = subprocess.run([str(self.exe)], input=b"".join(chunks), capture_output=True,
-                              env=env, timeout=120)
-        assert proc.returncode == 0, (
-            f"kernel_driver ({self.mode}) failed with status {proc.returncode}:\n"
-            + proc.stderr.decode(errors="replace")[-4000:])
-        out, pos = [], 0
-        for _, _, _, out_dtype, out_count in calls:
-            n = int(out_count) * np.dtype(out_dtype).itemsize
-            out.append(np.frombuffer(proc.stdout[pos:pos + n], dtype=out_dtype).copy())
-            pos += n
-        assert pos == len(proc.stdout), "kernel_driver wrote an unexpected number of bytes"
-        return out
+        sizes = [int(n) * np.dtype(dt).itemsize for *_, dt, n in calls]
+        records = [record(OP[op], params, arrays, size)
+                   for (op, params, arrays, _, _), size in zip(calls, sizes)]
+        raw = run_records(self.exe, records, sizes, f"kernel_driver ({self.mode})")
+        return [np.frombuffer(b, dtype=dt).copy() for b, (*_, dt, _) in zip(raw, calls)]
 
 
 def _compile(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CC, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return compile_c(CC, args, cwd)
 
 
 @pytest.fixture(scope="session")
 def drivers(tmp_path_factory) -> dict[str, Driver]:
     build = tmp_path_factory.mktemp("kernel_driver")
-    probe = build / "probe.c"
-    probe.write_text("int main(void) { return 0; }\n")
-    san = _compile([*SANITIZE, str(probe), "-o", str(build / "probe")], build)
-    use_san = san.returncode == 0 and subprocess.run([str(build / "probe")]).returncode == 0
-    result = {}
-    for mode in MODES:
-        exe = build / f"kernel_driver_{mode}"
-        args = [*STRICT, "-O1", *(SANITIZE if use_san else []),
-                f"-DRILL_ROUNDING={MODE_MACRO[mode]}", f"-I{C_DIR}", str(DRIVER_SRC),
-                *map(str, KERNEL_SOURCES), "-lm", "-o", str(exe)]
-        proc = _compile(args, build)
-        assert proc.returncode == 0, f"building the kernel driver failed:\n{proc.stderr}"
-        result[mode] = Driver(exe, mode)
-    return result
+    exes = build_drivers(CC, build, DRIVER_SRC, KERNEL_SOURCES, C_DIR, "kernel_driver")
+    return {mode: Driver(exe, mode) for mode, exe in exes.items()}
 
 
 def assert_same(got: np.ndarray, want: np.ndarray, what: str) -> None:

@@ -12,8 +12,6 @@ import math
 import os
 import re
 import shutil
-import struct
-import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -27,16 +25,13 @@ if str(ROOT) not in sys.path:
 
 from passes import quantize_recurrent as qr  # noqa: E402
 from runtime.reference import recurrent as ref  # noqa: E402
+from c_drivers import MODES, STRICT, build_drivers, compile_c, record, run_records  # noqa: E402
 from runtime.reference.kernels import quantize_f32_s8  # noqa: E402
 
 C_DIR = ROOT / "runtime" / "c"
 DRIVER_SRC = ROOT / "tests" / "c" / "recurrent_driver.c"
 SOURCES = [C_DIR / "gru_s8.c", C_DIR / "lstm_s8.c"]
-MODES = ("half_even", "half_up")
-MODE_MACRO = {"half_even": 0, "half_up": 1}
 CC = os.environ.get("CC", "gcc")
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 OP = {"gru": 1, "lstm": 2}
 I32 = (-(2**31), 2**31 - 1)
 
@@ -44,10 +39,6 @@ pytestmark = pytest.mark.skipif(shutil.which(CC) is None, reason=f"no C compiler
 
 
 # --------------------------------------------------------------------------------- C driver
-
-def _compile(cc: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([cc, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
 
 class Driver:
     """One compiled recurrent_driver; `run` sends a batch of calls through one process."""
@@ -57,49 +48,16 @@ class Driver:
 
     def run(self, calls: list[tuple]) -> list[bytes]:
         """calls: (kind, params [int], arrays [ndarray], out_nbytes)."""
-        chunks = []
-        for kind, params, arrays, _ in calls:
-            chunks.append(struct.pack(f"=ii{len(params)}ii", OP[kind], len(params),
-                                      *[int(v) for v in params], len(arrays)))
-            for a in arrays:
-                b = np.ascontiguousarray(a).tobytes()
-                chunks += [struct.pack("=i", len(b)), b]
-        chunks.append(struct.pack("=i", -1))
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
-                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
-        proc = subprocess.run([str(self.exe)], input=b"".join(chunks), capture_output=True,
-                              env=env, timeout=300)
-        assert proc.returncode == 0, (
-            f"recurrent_driver ({self.mode}) failed with status {proc.returncode}:\n"
-            + proc.stderr.decode(errors="replace")[-4000:])
-        out, pos = [], 0
-        for *_, n in calls:
-            out.append(proc.stdout[pos:pos + n])
-            pos += n
-        assert pos == len(proc.stdout), "recurrent_driver wrote an unexpected number of bytes"
-        return out
-
-
-def _sanitizers_work(build: Path) -> bool:
-    probe = build / "probe.c"
-    probe.write_text("int main(void) { return 0; }\n")
-    san = _compile(CC, [*SANITIZE, str(probe), "-o", str(build / "probe")], build)
-    return san.returncode == 0 and subprocess.run([str(build / "probe")]).returncode == 0
+        records = [record(OP[kind], params, arrays) for kind, params, arrays, _ in calls]
+        return run_records(self.exe, records, [n for *_, n in calls],
+                           f"recurrent_driver ({self.mode})")
 
 
 @pytest.fixture(scope="session")
 def drivers(tmp_path_factory) -> dict[str, Driver]:
     build = tmp_path_factory.mktemp("recurrent_driver")
-    san = SANITIZE if _sanitizers_work(build) else []
-    result = {}
-    for mode in MODES:
-        exe = build / f"recurrent_driver_{mode}"
-        proc = _compile(CC, [*STRICT, "-O1", *san, f"-DRILL_ROUNDING={MODE_MACRO[mode]}",
-                             f"-I{C_DIR}", str(DRIVER_SRC), *map(str, SOURCES), "-lm", "-o",
-                             str(exe)], build)
-        assert proc.returncode == 0, f"building the recurrent driver failed:\n{proc.stderr}"
-        result[mode] = Driver(exe, mode)
-    return result
+    exes = build_drivers(CC, build, DRIVER_SRC, SOURCES, C_DIR, "recurrent_driver")
+    return {mode: Driver(exe, mode) for mode, exe in exes.items()}
 
 
 # ------------------------------------------------------------------------------- cases
@@ -567,7 +525,7 @@ def test_sources_compile_strict(tmp_path):
         for src in SOURCES:
             assert src.read_text().startswith('#include "rill_kernels.h"\n'), src.name
             for mode in (0, 1):
-                proc = _compile(cc, [*STRICT, "-Wshadow", "-Wconversion", "-O2",
+                proc = compile_c(cc, [*STRICT, "-Wshadow", "-Wconversion", "-O2",
                                      f"-DRILL_ROUNDING={mode}", f"-I{C_DIR}", "-c", str(src),
                                      "-o", str(tmp_path / f"{src.stem}.o")], tmp_path)
                 assert proc.returncode == 0, f"{cc} {src.name} ({mode}): {proc.stderr}"
@@ -598,7 +556,7 @@ def test_amalgamation_renamed_and_m32(tmp_path):
     assert not re.search(r"rill_|RILL_", src.read_text())
     for cc in _compilers():
         for mode in (0, 1):
-            proc = _compile(cc, [*STRICT, "-Wshadow", "-Wconversion", "-Wno-unused-function",
+            proc = compile_c(cc, [*STRICT, "-Wshadow", "-Wconversion", "-Wno-unused-function",
                                  f"-DKWS_ROUNDING={mode}", "-O2", "-c", str(src), "-o",
                                  str(tmp_path / "kws.o")], tmp_path)
             assert proc.returncode == 0, f"{cc}: {proc.stderr}"
@@ -609,12 +567,12 @@ def test_amalgamation_renamed_and_m32(tmp_path):
                                    "void *memcpy(void *, const void *, size_t);\n")
     m32 = tmp_path / "m32.c"
     m32.write_text(_amalgamation("rill"))
-    probe = _compile(CC, ["-m32", "-ffreestanding", "-c", "-x", "c", "/dev/null", "-o",
+    probe = compile_c(CC, ["-m32", "-ffreestanding", "-c", "-x", "c", "/dev/null", "-o",
                           str(tmp_path / "p.o")], tmp_path)
     if probe.returncode != 0:
         pytest.skip("-m32 unavailable")
     for mode in (0, 1):
-        proc = _compile(CC, ["-m32", "-ffreestanding", "-isystem", str(shim), *STRICT,
+        proc = compile_c(CC, ["-m32", "-ffreestanding", "-isystem", str(shim), *STRICT,
                              "-Wno-unused-function", f"-DRILL_ROUNDING={mode}", "-c", str(m32),
                              "-o", str(tmp_path / "m.o")], tmp_path)
         assert proc.returncode == 0, proc.stderr

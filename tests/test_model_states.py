@@ -10,7 +10,6 @@ through its float API, follows it on a held-out stream.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx

@@ -12,15 +12,9 @@ static void rill_gru_gates(const rill_gru_params_t *p, const int8_t *xt, const i
                            const int8_t *wh, const int32_t *bias, const int8_t *shift,
                            const int8_t *table, const int8_t *h, int8_t *scratch)
 {
-    const int32_t in = p->input;
     const int32_t hid = p->hidden;
     int32_t j;
-    for (j = 0; j < 2 * hid; ++j) {
-        const int32_t pre = rill_rnn_pre(rill_rnn_dot_s8(wx + j * in, xt, in),
-                                         rill_rnn_dot_s8(wh + j * hid, h, hid), bias[j], shift,
-                                         3 * hid, j);
-        scratch[j] = (int8_t)rill_rnn_lookup(table + (j / hid) * 256, pre);
-    }
+    rill_rnn_gate_rows(p->input, hid, 3 * hid, 2 * hid, xt, wx, wh, bias, shift, table, h, scratch);
     if (p->linear_before_reset == 0) {
         int8_t *rh = scratch + hid;
         for (j = 0; j < hid; ++j) {

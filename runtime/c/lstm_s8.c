@@ -6,22 +6,6 @@
  * (spec: runtime/RECURRENT.md). All four gates read the old h, so they are computed into
  * `scratch` first; the cell and hidden updates are then elementwise. */
 
-/* scratch[j] = table value of gate row j (rows i, o, f, g, each H long). */
-static void rill_lstm_gates(const rill_lstm_params_t *p, const int8_t *xt, const int8_t *wx,
-                            const int8_t *wh, const int32_t *bias, const int8_t *shift,
-                            const int8_t *table, const int8_t *h, int8_t *scratch)
-{
-    const int32_t in = p->input;
-    const int32_t hid = p->hidden;
-    int32_t j;
-    for (j = 0; j < 4 * hid; ++j) {
-        const int32_t pre = rill_rnn_pre(rill_rnn_dot_s8(wx + j * in, xt, in),
-                                         rill_rnn_dot_s8(wh + j * hid, h, hid), bias[j], shift,
-                                         4 * hid, j);
-        scratch[j] = (int8_t)rill_rnn_lookup(table + (j / hid) * 256, pre);
-    }
-}
-
 /* c = sat16((f*c + i*g*2^shift_ig) / 2^7), h = (o * tanh(c)) / 2^7 with tanh(c) from the
  * fifth table at sat16(round_shift(c, shift_tc)). |f*c| < 2^23, |i*g*2^shift_ig| < 2^31. */
 static void rill_lstm_update(const rill_lstm_params_t *p, const int8_t *table,
@@ -50,7 +34,9 @@ void rill_lstm_s8(const rill_lstm_params_t *p, int32_t t, const int8_t *x, const
     const int32_t hid = p->hidden;
     int32_t f;
     for (f = 0; f < t; ++f) {
-        rill_lstm_gates(p, x + f * p->input, wx, wh, bias, shift, table, h, scratch);
+        /* rows i, o, f, g, each H long */
+        rill_rnn_gate_rows(p->input, p->hidden, 4 * p->hidden, 4 * p->hidden, x + f * p->input,
+                           wx, wh, bias, shift, table, h, scratch);
         rill_lstm_update(p, table, scratch, h, c);
         if (y != NULL) {
             memcpy(y + f * hid, h, (size_t)hid);

@@ -70,6 +70,22 @@ static inline int32_t rill_rnn_lookup(const int8_t *table, int32_t v)
     return (int32_t)rill_round_shift(mix, RILL_RNN_FRAC);
 }
 
+/* scratch[j] = table value of gate row j for the first `count` of `rows` gate rows (each
+ * `hidden` long, table (j / hidden) per gate), all from the same frame x and the old h. */
+static inline void rill_rnn_gate_rows(int32_t input, int32_t hidden, int32_t rows, int32_t count,
+                                      const int8_t *xt, const int8_t *wx, const int8_t *wh,
+                                      const int32_t *bias, const int8_t *shift,
+                                      const int8_t *table, const int8_t *h, int8_t *scratch)
+{
+    int32_t j;
+    for (j = 0; j < count; ++j) {
+        const int32_t pre = rill_rnn_pre(rill_rnn_dot_s8(wx + j * input, xt, input),
+                                         rill_rnn_dot_s8(wh + j * hidden, h, hidden), bias[j],
+                                         shift, rows, j);
+        scratch[j] = (int8_t)rill_rnn_lookup(table + (j / hidden) * 256, pre);
+    }
+}
+
 /* x [t][input], wx [3H][input], wh [3H][H] (gate rows z, r, n), bias [4H] int32 (z, r, n_x,
  * n_h), shift [3][3H] int8 (sx, sh, so), table [3][256] (sigmoid z, sigmoid r: stored as
  * round(128*s) - 64; tanh n), h [H] in/out, scratch [3H], y [t][H] or NULL. */

@@ -15,7 +15,8 @@ from compiler.loader import parse_input_shape
 from compiler.state_pairs import parse_state_pair
 from compiler.targets import TARGETS, get_target
 
-SUPPORTED_BITS = (8,)
+SUPPORTED_BITS = (8, 16)
+CALIBRATION_METHODS = ("minmax", "percentile", "kl", "mse")
 
 
 class RillArgumentParser(argparse.ArgumentParser):
@@ -41,7 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calib", type=Path, default=None,
                    help="calibration inputs: .npy [N, *input_shape] (or [N, *input_shape[1:]] "
                         "when the batch is 1), or .npz with one array per input name")
-    c.add_argument("--bits", type=int, default=8, help="8 (int8; 16 and 32 are not supported yet)")
+    c.add_argument("--bits", type=int, default=8,
+                   help="precision of every layer: 8 (int8) or 16 (int16); 32 (float) is not "
+                        "supported yet")
+    q = c.add_argument_group("quantization")
+    q.add_argument("--int16", action="append", default=[], metavar="LAYER[,LAYER...]",
+                   help="promote these layers (ONNX node or output tensor names) to int16 "
+                        "activations and weights (repeatable)")
+    q.add_argument("--snr-target", type=float, default=None, metavar="DB",
+                   help="promote layers to int16, cheapest first, until the output SNR on the "
+                        "calibration data reaches DB")
+    q.add_argument("--calibration", choices=CALIBRATION_METHODS, default=None,
+                   help="how activation exponents are chosen from the calibration data "
+                        "(default: mse, the one that measures best)")
+    q.add_argument("--percentile", type=float, default=99.99, metavar="P",
+                   help="the |x| percentile kept unclipped by --calibration percentile "
+                        "(default 99.99)")
+    q.add_argument("--bias-correction", choices=("auto", "on", "off"), default="auto",
+                   help="fold the mean error of quantized weights into the bias: auto (default) "
+                        "keeps it per layer only where it lowers that layer's error")
     c.add_argument("--out", type=Path, default=Path("build"), help="output root (default build)")
     c.add_argument("--name", default=None, help="C prefix (default: the model file's stem, sanitized)")
     c.add_argument("--offline", action="store_true", help="compile the whole-window model instead")
@@ -85,7 +104,10 @@ def load_calibration(path: Path | None) -> np.ndarray | dict[str, np.ndarray] | 
 def options_from(args: argparse.Namespace) -> Options:
     target = get_target(args.target)
     if args.bits not in SUPPORTED_BITS:
-        raise UsageError(f"--bits {args.bits}: only int8 (--bits 8) is implemented so far")
+        raise UsageError(f"--bits {args.bits}: use 8 (int8) or 16 (int16); float32 is not "
+                         "implemented yet")
+    if not 0 < args.percentile <= 100:
+        raise UsageError("--percentile must be in (0, 100]")
     if args.chunk is not None and args.chunk <= 0:
         raise UsageError("--chunk must be a positive number of frames")
     name = args.name or model_name(args.model.stem)
@@ -95,7 +117,10 @@ def options_from(args: argparse.Namespace) -> Options:
                    time_axis=args.time_axis, calib=load_calibration(args.calib), calib_path=args.calib,
                    name=name,
                    verify=not args.no_verify, ram_budget=args.ram_budget,
-                   state_pairs=[parse_state_pair(s) for s in args.state])
+                   state_pairs=[parse_state_pair(s) for s in args.state],
+                   int16_layers=[n.strip() for v in args.int16 for n in v.split(",") if n.strip()],
+                   snr_target=args.snr_target, calibration=args.calibration,
+                   percentile=args.percentile, bias_correction=args.bias_correction)
 
 
 def run_compile(args: argparse.Namespace) -> int:

@@ -27,6 +27,13 @@ class Options:
     ram_budget: int | None = None  # bytes for arena + state; None: the target's internal RAM
     # the model's own state pairs (input, output), from --state IN=OUT; empty: detect them
     state_pairs: list[tuple[str, str]] = field(default_factory=list)
+    # -- quantization (contract §3) --
+    # layers (node or output-tensor names) promoted to int16 on top of `bits`
+    int16_layers: list[str] = field(default_factory=list)
+    snr_target: float | None = None  # dB: promote layers to int16 until the output SNR reaches it
+    calibration: str | None = None  # "minmax" | "percentile" | "kl" | "mse"; None: the default
+    percentile: float = 99.99  # for calibration="percentile"
+    bias_correction: str = "auto"  # "auto" (where it helps) | "on" | "off"
 
 
 @dataclass

@@ -179,8 +179,8 @@ def case_unknown_option(tmp, ex, calib):
     return ["compile", ex, "--calib", calib, "--frobnicate"], 2, ["--frobnicate"]
 
 
-def case_bits_16(tmp, ex, calib):
-    return ["compile", ex, "--calib", calib, "--bits", "16"], 2, ["16"]
+def case_bits_32(tmp, ex, calib):
+    return ["compile", ex, "--calib", calib, "--bits", "32"], 2, ["32"]
 
 
 def case_empty_file(tmp, ex, calib):
@@ -311,7 +311,7 @@ CASES = [
     pytest.param(case_missing_model, id="missing-model-file"),
     pytest.param(case_unknown_target, id="unknown-target"),
     pytest.param(case_unknown_option, id="unknown-option"),
-    pytest.param(case_bits_16, id="bits-16-not-implemented"),
+    pytest.param(case_bits_32, id="bits-32-not-implemented"),
     pytest.param(case_empty_file, id="empty-file"),
     pytest.param(case_random_bytes, id="random-bytes"),
     pytest.param(case_truncated, id="truncated-protobuf"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -45,6 +45,8 @@ class CompileContext:
     warnings: list[str] = field(default_factory=list)
     # results of analysis passes, keyed by what they describe
     facts: dict[str, Any] = field(default_factory=dict)
+    # progress of long steps (calibration, searches): one line each, shown with --verbose
+    progress: Callable[[str], None] = lambda message: None
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

@@ -171,6 +171,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     final = out_root / options.name
     if final.exists() and not force:
         raise RillError(f"output folder {final} exists; pass --force to overwrite it")
+    ctx.progress = log
     comp = Compilation(ctx, dump_dir=dump_dir, log=log)
     manager = comp.run_passes()
     program = ctx.facts["program"]

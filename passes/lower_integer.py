@@ -89,6 +89,9 @@ class Lowering:
     def weights(self, node: gs.Node, w: np.ndarray, bias: np.ndarray, e_in: int, e_out: int):
         """int8 weights, int32 bias and per-channel shifts for one conv/gemm."""
         e_w = self.wexps[node.name].astype(np.int64)
+        correction = self.ctx.facts.get("bias_corrections", {}).get(node.name)
+        if correction is not None:  # mean error of the quantized weights (passes/quantize.py)
+            bias = bias.astype(np.float64) + np.asarray(correction, np.float64).reshape(-1)
         scale = np.ldexp(1.0, -e_w).reshape((-1,) + (1,) * (w.ndim - 1))
         qw = np.clip(round_to_int(w.astype(np.float64) * scale, self.mode), -128, 127).astype(np.int8)
         qb = round_to_int(bias.astype(np.float64) * np.ldexp(1.0, -(e_in + e_w)), self.mode)

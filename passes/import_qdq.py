@@ -216,9 +216,10 @@ def out_channel_scales(node: gs.Node, w: np.ndarray, qp: QParams, what: str) -> 
     return np.tile(scales, groups)
 
 
-def weight_consumers(t: gs.Tensor) -> list[gs.Node]:
+def weight_consumers(t: gs.Tensor, ndim: int) -> list[gs.Node]:
+    """The weighted nodes reading `t` (of rank `ndim`) as their weights."""
     return [n for n in t.outputs if n.op in WEIGHTED and len(n.inputs) > 1 and n.inputs[1] is t
-            and (n.op != "MatMul" or np.ndim(const_value(t)) == 2)]
+            and (n.op != "MatMul" or ndim == 2)]
 
 
 # --------------------------------------------------------------------------- the pass
@@ -286,7 +287,7 @@ class _Importer:
         zp = 0 if qp.zero_point is None else per_axis(qp.zero_point.astype(np.float64), qp.axis, q.ndim)
         values = ((q.astype(np.float64) - zp) * per_axis(qp.scale, qp.axis, q.ndim)).astype(np.float32)
         const = gs.Constant(out.name, values)
-        users = weight_consumers(out)
+        users = weight_consumers(out, values.ndim)
         replace_tensor_uses(out, const, self.graph)
         dq.inputs.clear()
         dq.outputs.clear()

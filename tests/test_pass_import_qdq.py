@@ -228,6 +228,23 @@ def test_gemm_weights_get_per_output_channel_exponents(trans_b, axis):
     np.testing.assert_array_equal(ctx.facts["given_weight_exponents"]["fc"], [-4, -5, -6])
 
 
+def test_matmul_weights_keep_their_exponents_through_the_gemm_rewrite():
+    """MatMul weights [K, N] quantized along N; FuseGemm turns the MatMul into a Gemm of the
+    same name with transposed weights, and the given exponents still apply."""
+    k, n = 5, 3
+    nodes = [node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], name="dqw", axis=1),
+             node("MatMul", ["x", "wd"], ["y"], name="mm")]
+    m = model(nodes, [("x", [2, k])], [("y", None)],
+              [init("wq", rng(1).integers(-100, 100, (k, n)), np.int8),
+               init("sw", 2.0 ** np.array([-3, -5, -4]), np.float32), init("zw", np.zeros(n), np.int8)])
+    ctx = ctx_for(m, properties=set(), shapes=False, offline=True)
+    PassManager([ImportQDQ()] + float_passes(True)).run(ctx)
+    assert op_types(ctx) == ["Gemm"]
+    honored, stale = honored_weight_exponents(ctx.graph, ctx.facts)
+    assert not stale
+    np.testing.assert_array_equal(honored["mm"], [-3, -5, -4])
+
+
 def test_per_axis_scales_along_the_input_axis_are_refused():
     with pytest.raises(RillError, match="not per output channel"):
         imported(gemm_model(trans_b=1, scale_axis=1))

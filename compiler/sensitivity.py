@@ -176,7 +176,7 @@ def row(layer: Layer, snrs: dict[int, float], activation_elems: int) -> dict:
     tensor's buffer holds fewer frames."""
     weight_bytes = layer.weight_elems + 4 * layer.bias_elems
     out = {"layer": layer.tensor, "node": layer.node, "op": layer.op, "weights": layer.weighted}
-    out.update({f"snr_int{w}_db": s for w, s in snrs.items()})
+    out.update({f"snr_int{w}_db": float(s) for w, s in snrs.items()})
     out.update(int16_weight_bytes=weight_bytes, int16_activation_bytes=activation_elems,
                int16_extra_bytes=weight_bytes + activation_elems)
     return out

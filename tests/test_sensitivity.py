@@ -18,12 +18,12 @@ HUGE = 300.0
 
 def wide_range_model() -> onnx.ModelProto:
     """x -> convA -> a -> convB -> b -> convC -> y, where b's channel 0 is HUGE times larger than
-    its other channels and convC scales it back down: quantizing b per tensor wipes out the
-    small channels the output depends on; a and y are harmless."""
+    its other channels and convC ignores it: quantizing b per tensor wipes out the small
+    channels the output depends on; a and y are harmless."""
     wb = weights([C, C, 1], 2)
     wb[0] *= HUGE
     wc = weights([C, C, 1], 3)
-    wc[:, 0] /= HUGE
+    wc[:, 0] = 0.0
     return model([node("Conv", ["x", "wa", "ba"], ["a"], name="convA", kernel_shape=[3], pads=[2, 0]),
                   node("Conv", ["a", "wb"], ["b"], name="convB", kernel_shape=[1]),
                   node("Conv", ["b", "wc"], ["y"], name="convC", kernel_shape=[1])],
@@ -40,7 +40,8 @@ def test_the_wide_range_layer_is_the_most_sensitive():
     rows = layer_sensitivity(wide_range_model(), calib())
     assert [r["layer"] for r in rows][0] == "b"
     by = {r["layer"]: r for r in rows}
-    assert by["b"]["snr_int8_db"] < 10.0 < by["a"]["snr_int8_db"] - 15.0
+    assert by["b"]["snr_int8_db"] < 10.0
+    assert min(by["a"]["snr_int8_db"], by["y"]["snr_int8_db"]) > by["b"]["snr_int8_db"] + 20.0
     assert by["b"]["snr_int16_db"] > by["b"]["snr_int8_db"] + 30.0  # int16 rescues it
     assert [r["snr_int8_db"] for r in rows] == sorted(r["snr_int8_db"] for r in rows)
     for r in rows:

@@ -243,6 +243,7 @@ class ImportQDQ(Pass):
         for dq in [n for n in graph.nodes if is_op(n, "DequantizeLinear")]:
             if dq.inputs and const_value(dq.inputs[0]) is not None:
                 importer.fold_dequantize(dq)
+        importer.refuse_integer_inputs()
         importer.strip_activation_pairs()
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
         left = [n for n in graph.nodes if is_op(n, "QuantizeLinear") or is_op(n, "DequantizeLinear")]
@@ -313,6 +314,15 @@ class _Importer:
                     note=None if exact else weight_note(tensor, node, w, scales, e, bits))
 
     # -- activations -------------------------------------------------------------------------
+    def refuse_integer_inputs(self) -> None:
+        """A model fed integers (a DequantizeLinear reading a graph input) is not Rill's: its
+        generated component quantizes the float input itself."""
+        for dq in [n for n in self.graph.nodes if is_op(n, "DequantizeLinear") and n.inputs]:
+            if dq.inputs[0] in self.graph.inputs:
+                raise RillError(f"the model's input '{dq.inputs[0].name}' is already quantized "
+                                f"({node_label(dq)} reads it); export the model with a float input "
+                                "and a QuantizeLinear -> DequantizeLinear pair on it")
+
     def strip_activation_pairs(self) -> None:
         by_source: dict[str, list[gs.Node]] = {}
         for q in [n for n in self.graph.nodes if is_op(n, "QuantizeLinear") and n.inputs]:

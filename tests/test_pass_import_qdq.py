@@ -303,6 +303,15 @@ def test_qoperator_models_are_refused():
         imported(m)
 
 
+def test_integer_model_inputs_are_refused():
+    nodes = [node("DequantizeLinear", ["xq", "s", "z"], ["x"], name="dq"),
+             node("Relu", ["x"], ["y"], name="relu")]
+    m = model(nodes, [("xq", [1, C], TensorProto.INT8)], [("y", None)],
+              [init("s", 0.5), init("z", 0, np.int8)])
+    with pytest.raises(RillError, match="input 'xq' is already quantized"):
+        imported(m)
+
+
 def test_a_float_model_is_left_alone():
     m = conv_relu_conv()
     ctx = ctx_for(m, properties=set(), shapes=False)

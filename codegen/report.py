@@ -24,6 +24,9 @@ def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
                                                  - program.buffers[step.inputs[0]].exp})}
                              if "shift" in step.arrays and step.arrays["shift"].ndim == 1 else {})},
             "precision": out.dtype,
+            **({"weight_precision": str(step.arrays["w"].dtype),
+                "accumulator": "int64" if step.arrays["bias"].dtype.itemsize == 8 else "int32"}
+               if "w" in step.arrays and "bias" in step.arrays else {}),
             "weight_bytes": int(sum(a.nbytes for a in step.arrays.values())),
             "output_bytes": out.nbytes,
             "snr_db": _finite(layer_snr[out.name]) if out.name in layer_snr else None,
@@ -34,7 +37,8 @@ def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
 def build_report(*, name: str, target: str, bits: int, program: Program, plan: ArenaPlan,
                  iface: ModelInterface, snr: float, layer_snr: dict[str, float], offline: bool,
                  states: list[dict], time_axis: int, layout, warnings: list[str], verification: dict,
-                 passes: list[dict], requantizations: list[str]) -> dict:
+                 passes: list[dict], requantizations: list[str],
+                 mixed_precision: dict | None = None) -> dict:
     layers = layer_rows(program, layer_snr)
     return {
         "name": name, "target": target, "bits": bits, "rounding": program.rounding,
@@ -56,7 +60,12 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
                    "time_axis": layout.output_info.axis if iface.per_frame_output else None,
                    "stored_shape": list(program.buffers[program.outputs[0]].shape)},
         "states": states,
+        "precision": {
+            "int16_layers": [r["name"] for r in layers if r["precision"] == "int16"],
+            "int64_accumulator_layers": [r["name"] for r in layers
+                                         if r.get("accumulator") == "int64"]},
         "requantizations": requantizations,
+        **({"mixed_precision": mixed_precision} if mixed_precision else {}),
         "layers": layers,
         "verification": verification,
         "passes": passes,
@@ -77,12 +86,15 @@ def markdown(report: dict) -> str:
              f"{r['arena_strategy']})", ""]
     if r["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in r["warnings"]] + [""]
-    lines += ["## Layers", "", "| # | node | kernel | output shape | MACs | exp in → out | weights B | SNR dB |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["## Layers", "", "| # | node | kernel | output shape | precision | MACs | "
+              "exp in → out | weights B | SNR dB |", "|---|---|---|---|---|---|---|---|---|"]
     for i, l in enumerate(r["layers"]):
         e = l["exponents"]
-        lines.append(f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {l['macs']:,} | "
-                     f"{e['inputs']} → {e['output']} | {l['weight_bytes']:,} | {l['snr_db']} |")
+        precision = l["precision"] + (f" (w {l['weight_precision']}, acc {l['accumulator']})"
+                                      if "accumulator" in l else "")
+        lines.append(f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {precision} | "
+                     f"{l['macs']:,} | {e['inputs']} → {e['output']} | {l['weight_bytes']:,} | "
+                     f"{l['snr_db']} |")
     lines += ["", "## State pairs", ""]
     if r["states"]:
         lines += ["| input | output | kind | holds | shape | init | bytes |",

@@ -18,6 +18,17 @@ DRIVER = r"""/* Host driver: streams calls read from stdin through the public AP
 #include <string.h>
 #include "@NAME@.h"
 
+#if @UNAME@_INPUT_BITS == 16
+typedef int16_t in_t;
+#else
+typedef int8_t in_t;
+#endif
+#if @UNAME@_OUTPUT_BITS == 16
+typedef int16_t out_t;
+#else
+typedef int8_t out_t;
+#endif
+
 int main(int argc, char **argv)
 {
     @NAME@_t m;
@@ -40,7 +51,8 @@ int main(int argc, char **argv)
             }
             fwrite(out, sizeof(out), 1, stdout);
         } else {
-            int8_t in[@UNAME@_INPUT_ELEMS], out[@UNAME@_OUTPUT_ELEMS];
+            in_t in[@UNAME@_INPUT_ELEMS];
+            out_t out[@UNAME@_OUTPUT_ELEMS];
             if (fread(in, sizeof(in), 1, stdin) != 1 || @NAME@_run(&m, in, out) != 0) {
                 return 3;
             }
@@ -76,14 +88,17 @@ def build_host(component: Path, name: str, work: Path, *, cc: str | None = None,
     return exe
 
 
-def run_host(exe: Path, inputs: np.ndarray, *, f32: bool = False, out_elems: int) -> np.ndarray:
+def run_host(exe: Path, inputs: np.ndarray, *, f32: bool = False, out_elems: int,
+             out_dtype=np.int8) -> np.ndarray:
+    """Stream `inputs` ([calls, input_elems], float32 with f32 else the input's integer type)
+    through the public API; the outputs of every call ([calls, out_elems])."""
     calls = inputs.shape[0]
     blob = np.int32(calls).tobytes() + np.ascontiguousarray(inputs).tobytes()
     proc = subprocess.run([str(exe)] + (["f32"] if f32 else []), input=blob, capture_output=True)
     if proc.returncode != 0:
         raise VerificationError(f"the generated C failed at run time (exit {proc.returncode}): "
                                 f"{proc.stderr.decode(errors='replace')[-2000:]}")
-    dtype = np.float32 if f32 else np.int8
+    dtype = np.float32 if f32 else out_dtype
     return np.frombuffer(proc.stdout, dtype).reshape(calls, out_elems)
 
 

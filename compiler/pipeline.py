@@ -20,12 +20,16 @@ from compiler.errors import RillError, VerificationError
 from compiler.graph import import_model, static_shape, to_runnable
 from compiler.layer_snr import layer_snr, layer_snr_per_call
 from compiler.host_build import build_host, run_host, run_selftest
+from compiler.mixed_precision import (Evaluation, PrecisionSearch, Promotion, SearchResult,
+                                     program_bytes)
 from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration, runtime_inputs
 from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
 from compiler.simulate import StreamLayout, run_integer
+from runtime.ir import Program
 from compiler.state_pairs import resolve_state_pairs, time_series_name
 from compiler.streams import CALLS_PER_STREAM, aligned, call_streams, run_float_stream, snr_db, stitch
+from passes.assign_precision import WEIGHTED_OPS, AssignPrecision, layer_nodes
 from passes.calibrate import Calibrate
 from passes.fold_chomp import FoldChomp
 from passes.fold_constants import FoldConstants
@@ -55,7 +59,7 @@ def float_passes(offline: bool) -> list[Pass]:
 
 
 def quantization_passes() -> list[Pass]:
-    return [Calibrate(), Quantize(), PropagateQParams(), LowerToInteger()]
+    return [Calibrate(), AssignPrecision(), Quantize(), PropagateQParams(), LowerToInteger()]
 
 
 def pipeline_for(options: Options) -> list[Pass]:
@@ -144,6 +148,37 @@ class Compilation:
         manager.run(self.ctx)
         return manager
 
+    def requantize(self, config: list[Promotion]) -> Program:
+        """Re-run the quantization passes after calibration with these int16 promotions."""
+        ctx = self.ctx
+        ctx.options.int16_layers = [p.layer for p in config]
+        ctx.facts["int8_weight_layers"] = [p.layer for p in config if p.int8_weights]
+        for p in quantization_passes()[1:]:  # calibration data stays
+            p.run(ctx)
+        return ctx.facts["program"]
+
+    def search_precision(self, snr: Callable[[Program], float]) -> SearchResult:
+        """--snr-target: the cheapest measured set of int16 promotions reaching the target."""
+        ctx = self.ctx
+        weights = lambda prog: sum(a.nbytes for st in prog.steps for a in st.arrays.values())
+
+        def evaluate(config: list[Promotion]) -> Evaluation:
+            prog = self.requantize(config)
+            return Evaluation(snr(prog), program_bytes(prog, weights(prog)))
+
+        layers = [n for n in layer_nodes(ctx.graph)]
+        candidates = [Promotion(t.name) for t in ctx.graph.inputs[:1]]
+        for n in layers:
+            candidates.append(Promotion(n.name))
+            if n.op in WEIGHTED_OPS:
+                candidates.append(Promotion(n.name, int8_weights=True))
+        base = [Promotion(name) for name in ctx.options.int16_layers]
+        everything = [Promotion(n.name) for n in layers] + candidates[:1]
+        search = PrecisionSearch(evaluate, candidates, progress=ctx.progress)
+        result = search.run(ctx.options.snr_target, base, everything)
+        self.requantize(result.promotions)
+        return result
+
     def layout(self) -> StreamLayout:
         facts, graph = self.ctx.facts, self.ctx.graph
         info = facts["time_info"]
@@ -159,8 +194,8 @@ class Compilation:
 def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes: list = (),
                   dump_dir: Path | None = None, force: bool = False,
                   log: Callable[[str], None] = lambda s: None) -> CompileResult:
-    if options.bits != 8:  # the API guards what the CLI guards: no silently-int8 "int16" model
-        raise RillError(f"bits={options.bits}: only int8 is implemented so far")
+    if options.bits not in (8, 16):  # the API guards what the CLI guards
+        raise RillError(f"bits={options.bits}: Rill quantizes to int8 or int16")
     notes: list[str] = []
     model, graph = load_graph(path, options, list(input_shapes), notes.append)
     ctx = CompileContext(graph, options, source=path, warnings=notes)
@@ -174,12 +209,17 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     ctx.progress = log
     comp = Compilation(ctx, dump_dir=dump_dir, log=log)
     manager = comp.run_passes()
-    program = ctx.facts["program"]
-    plan = plan_memory(program)
-    check_memory_fits(program, plan, options)
     layout = comp.layout()
     stream = ctx.facts.get("streaming")
     offline_model = to_runnable(ctx.facts.get("offline_graph", ctx.graph))
+    search = None
+    if options.snr_target is not None:
+        log(f"searching int16 promotions for {options.snr_target} dB")
+        search = comp.search_precision(
+            lambda prog: calibration_snr(prog, layout, offline_model, stream, options.calib))
+    program = ctx.facts["program"]
+    plan = plan_memory(program)
+    check_memory_fits(program, plan, options)
     streaming_model = None
     if stream:
         streaming_model = to_runnable(ctx.graph)
@@ -221,7 +261,8 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             plan=plan, iface=iface, snr=snr, layer_snr=per_layer, offline=options.offline,
             states=state_rows(program, stream), time_axis=layout.time_axis, layout=layout, warnings=ctx.warnings, verification=verification,
             passes=[{"name": r.name, "changed": r.changed} for r in manager.records],
-            requantizations=ctx.facts.get("requantizations", []))
+            requantizations=ctx.facts.get("requantizations", []),
+            mixed_precision=search.as_json(options.snr_target) if search else None)
         write_report(tmp, report, markdown(report))
         if final.exists():
             shutil.rmtree(final)
@@ -288,6 +329,15 @@ def evaluate(program, layout: StreamLayout, offline_model, streaming_model, stre
     return snr_db(np.concatenate(refs), np.concatenate(quants)), (worst if streaming_model else None)
 
 
+def calibration_snr(program, layout: StreamLayout, offline_model, stream, data: np.ndarray
+                    ) -> float:
+    """The quantized program's output SNR on the calibration data (what --snr-target meets)."""
+    if is_per_call_model(stream):
+        return evaluate_per_call(program, layout, offline_model, stream,
+                                 call_streams(data, layout.time_axis))
+    return evaluate(program, layout, offline_model, None, stream, data)[0]
+
+
 def evaluate_per_call(program, layout: StreamLayout, model, stream, streams: list[np.ndarray]
                       ) -> float:
     """Quantized-vs-float SNR of a model with its own state pairs: every call's output of the
@@ -311,7 +361,8 @@ def verify_c(component: Path, name: str, program, layout: StreamLayout,
         checked = 0
         for x in list(inputs) + [np.full_like(inputs[0], 1e6), np.full_like(inputs[0], -1e6)]:
             ref = run_integer(program, layout, x)
-            got = run_host(exe, ref.inputs, out_elems=iface.output_elems)
+            got = run_host(exe, ref.inputs, out_elems=iface.output_elems,
+                           out_dtype=program.buffers[program.outputs[0]].dtype)
             if not np.array_equal(got, ref.outputs):
                 call = int(np.argmax(np.any(got != ref.outputs, axis=1)))
                 raise VerificationError(f"the generated C differs from the integer reference at "

@@ -8,15 +8,11 @@ and lower to plain copies. A state pair shares the exponent of the tensor whose 
 from __future__ import annotations
 
 import networkx as nx
-import onnx_graphsurgeon as gs
 
 from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.pass_manager import Pass
-from passes.quant_rules import fixed_exponents
-
-PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Gather", "Transpose", "Squeeze", "Unsqueeze",
-               "Concat", "Identity", "MaskFrames", "MaxPool"}
+from passes.quant_rules import fixed_exponents, tie_graph
 
 
 class PropagateQParams(Pass):
@@ -27,18 +23,7 @@ class PropagateQParams(Pass):
     def run(self, ctx: CompileContext) -> bool:
         graph = ctx.graph
         exps: dict[str, int] = dict(ctx.facts["exponents"])
-        ties = nx.Graph()
-        for node in graph.nodes:
-            if node.op not in PASSIVE_OPS:
-                continue
-            data = node.inputs if node.op == "Concat" else node.inputs[:1]  # the rest: parameters
-            for t in (t for t in data if not isinstance(t, gs.Constant)):
-                for o in node.outputs[:1]:
-                    ties.add_edge(t.name, o.name)
-        for state in ctx.facts.get("streaming", {}).get("states", []):
-            ties.add_edge(state.input, state.output)
-            if state.tensor is not None:
-                ties.add_edge(state.input, state.tensor)
+        ties = tie_graph(graph, ctx.facts)
         fixed = fixed_exponents(graph, ctx.facts)
         changed = False
         groups = []

@@ -7,6 +7,7 @@ Propagation gives a tie group its fixed member's exponent instead of the coarses
 """
 from __future__ import annotations
 
+import networkx as nx
 import numpy as np
 import onnx_graphsurgeon as gs
 
@@ -14,7 +15,30 @@ from compiler.graph import const_value, node_label
 from compiler.errors import RillError
 from passes.quantize_recurrent import E_H, plan_gru, plan_lstm
 
-SOFTMAX_EXP = -7  # q = round(p * 128), saturated at 127
+SOFTMAX_EXP = {8: -7, 16: -15}  # by output bits: q = round(p * 2^(bits-1)), saturated
+
+# Ops that move values without arithmetic: input and output share one exponent and one precision
+# (the streaming Concat of a state and its new frames included).
+PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Gather", "Transpose", "Squeeze", "Unsqueeze",
+               "Concat", "Identity", "MaskFrames", "MaxPool"}
+
+
+def tie_graph(graph: gs.Graph, facts: dict) -> nx.Graph:
+    """Tensors that must share an exponent and a precision: across passive ops (data inputs and
+    output) and across state pairs (the state, its next value and the tensor it holds)."""
+    ties = nx.Graph()
+    for node in graph.nodes:
+        if node.op not in PASSIVE_OPS:
+            continue
+        data = node.inputs if node.op == "Concat" else node.inputs[:1]  # the rest: parameters
+        for t in (t for t in data if not isinstance(t, gs.Constant)):
+            for o in node.outputs[:1]:
+                ties.add_edge(t.name, o.name)
+    for state in facts.get("streaming", {}).get("states", []):
+        ties.add_edge(state.input, state.output)
+        if state.tensor is not None:
+            ties.add_edge(state.input, state.tensor)
+    return ties
 
 
 def out_channel_weights(node: gs.Node) -> np.ndarray:
@@ -41,7 +65,8 @@ def fixed_exponents(graph: gs.Graph, facts: dict) -> dict[str, int]:
     fixed = dict(facts.get("fixed_exponents", {}))
     for node in graph.nodes:
         if node.op == "Softmax":
-            fixed[node.outputs[0].name] = SOFTMAX_EXP
+            y = node.outputs[0].name
+            fixed[y] = SOFTMAX_EXP[facts.get("tensor_bits", {}).get(y, 8)]
         if node.op in ("GRU", "LSTM"):
             fixed.update(recurrent_exponents(node, facts.get("recurrent_plans", {}).get(node.name)))
     return fixed

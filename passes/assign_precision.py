@@ -1,0 +1,97 @@
+"""Choose the precision of every tensor and every layer's weights: int8 or int16.
+
+Every layer starts at `--bits`; `--int16 LAYER,...` (node or output-tensor names, or the model's
+input) promotes single layers, and the mixed-precision search (compiler/mixed_precision.py) does
+the same through `Options.int16_layers`. Tensors that must share an exponent (passive ops, state
+pairs) also share a precision, so a promotion spreads over its tie group. A layer's weights
+follow its output's precision unless it is listed in `facts["int8_weight_layers"]` (int16
+activations with int8 weights, half the flash).
+
+Kernels take inputs and outputs of either precision, so an int8<->int16 boundary is requantized
+inside the consuming kernel by its output shift; no separate conversion step is needed.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import onnx_graphsurgeon as gs
+
+from compiler.context import CompileContext
+from compiler.errors import RillError
+from compiler.pass_manager import Pass
+from passes.quant_rules import PASSIVE_OPS, tie_graph
+
+WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
+INT8_ONLY_OPS = {"GRU", "LSTM"}  # no int16 kernels yet: their tensors stay int8
+
+
+def layer_nodes(graph: gs.Graph) -> list[gs.Node]:
+    """Nodes that compute a new tensor (not data movement): the units of precision choice."""
+    return [n for n in graph.nodes if n.op not in PASSIVE_OPS and n.outputs
+            and not isinstance(n.outputs[0], gs.Constant)]
+
+
+def data_tensors(graph: gs.Graph) -> list[str]:
+    return [t.name for t in graph.tensors().values()
+            if t.name and not isinstance(t, gs.Constant)]
+
+
+def resolve_layers(graph: gs.Graph, names: list[str]) -> dict[str, str]:
+    """Layer name (node, output tensor or graph input) -> the tensor it produces."""
+    by_node = {n.name: n.outputs[0].name for n in layer_nodes(graph)}
+    by_tensor = {t: t for t in by_node.values()}
+    by_tensor.update({t.name: t.name for t in graph.inputs})
+    resolved, unknown = {}, []
+    for name in names:
+        tensor = by_node.get(name) or by_tensor.get(name)
+        if tensor is None:
+            unknown.append(name)
+        else:
+            resolved[name] = tensor
+    if unknown:
+        known = ", ".join(sorted(by_node)[:40])
+        raise RillError(f"--int16: no layer named {', '.join(repr(u) for u in unknown)}; layers "
+                        f"are node or output tensor names, e.g. {known}")
+    return resolved
+
+
+def int8_only(graph: gs.Graph) -> set[str]:
+    """Tensors of layers whose kernels exist in int8 only (recurrent layers)."""
+    return {t.name for n in graph.nodes if n.op in INT8_ONLY_OPS for t in n.inputs + n.outputs
+            if t.name and not isinstance(t, gs.Constant)}
+
+
+def frame_flags(graph: gs.Graph) -> set[str]:
+    """The streaming cut's 0/1 valid-frame flags: int8 whatever the layers around them."""
+    return {n.inputs[1].name for n in graph.nodes if n.op == "MaskFrames"}
+
+
+class AssignPrecision(Pass):
+    name = "assign-precision"
+    requires = frozenset({"calibrated"})
+    ensures = frozenset({"precision-assigned"})
+
+    def run(self, ctx: CompileContext) -> bool:
+        graph, base = ctx.graph, ctx.options.bits
+        tensors = data_tensors(graph)
+        promoted = set(resolve_layers(graph, ctx.options.int16_layers).values())
+        bits = {t: 16 if base == 16 or t in promoted else 8 for t in tensors}
+        ties = tie_graph(graph, ctx.facts)
+        ties.add_nodes_from(tensors)
+        recurrent, flags = int8_only(graph), frame_flags(graph)
+        kept = []
+        for group in nx.connected_components(ties):
+            wide = any(bits[t] == 16 for t in group) and not group & flags
+            if wide and group & recurrent:
+                kept += sorted(group & (recurrent if base == 16 else promoted))
+                wide = False
+            for t in group:
+                bits[t] = 16 if wide else 8
+        if kept:
+            ctx.warn(f"tensors {', '.join(kept[:8])}{' ...' if len(kept) > 8 else ''} stay int8: "
+                     "they feed or come from layers that have int8 kernels only (GRU, LSTM)")
+        int8_weights = set(ctx.facts.get("int8_weight_layers", ()))
+        weight_bits = {n.name: 8 if n.name in int8_weights else bits[n.outputs[0].name]
+                       for n in graph.nodes if n.op in WEIGHTED_OPS}
+        ctx.facts["tensor_bits"] = bits
+        ctx.facts["weight_bits"] = weight_bits
+        return False

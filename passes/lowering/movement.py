@@ -1,0 +1,134 @@
+"""Lowering of data movement: Concat, Slice, Gather, Reshape-likes, Transpose, Identity, and
+the copy that hands a model's own state its next value."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from compiler.errors import RillError
+from compiler.graph import const_value, node_label, static_shape
+from compiler.op_attrs import normalized_slice, slice_spec
+from passes.time_analysis import physical_shape
+from runtime.ir import Step
+
+
+class MovementOps:
+    """Ops that move bytes without arithmetic: plain or strided copies, fills, transposes.
+    Input and output share exponent and precision (passes/quant_rules.py tie groups)."""
+
+    def concat(self, node: gs.Node) -> None:
+        y = node.outputs[0]
+        shape = static_shape(y)
+        axis = int(node.attrs.get("axis", 0)) % len(shape)
+        if any(not self.same_order(t, y) for t in node.inputs):
+            raise RillError(f"{node_label(node)}: Concat inputs are stored in different layouts")
+        perm = self.perm(y)
+        blocks = int(np.prod([shape[a] for a in perm[:perm.index(axis)]], dtype=np.int64))
+        out, offset, row = self.buffer(y), 0, int(np.prod(shape)) // blocks
+        for t in node.inputs:
+            n = int(np.prod(static_shape(t))) // blocks
+            value = const_value(t)
+            if value is not None and blocks > 1:
+                raise RillError(f"{node_label(node)}: Concat of a constant along an inner axis")
+            if blocks > 1:  # e.g. channels of per-frame tensors stored [T][C]: one row per frame
+                self.emit(node, "copy", [self.buffer(t)], [out],
+                          dict(src_offset=0, dst_offset=offset, count=n, blocks=blocks,
+                               src_stride=n, dst_stride=row))
+            elif value is not None:  # e.g. the "valid" flags of new frames
+                q = np.array([self.quantize_scalar(v, y) for v in np.ravel(value)],
+                             self.dtype(y))
+                self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n),
+                          dict(values=q))
+            else:
+                self.emit(node, "copy", [self.buffer(t)], [out],
+                          dict(src_offset=0, dst_offset=offset, count=n))
+            offset += n
+
+    def slice(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        starts, ends, axes, steps = slice_spec(node)
+        shape = static_shape(x)
+        ranges = {a: normalized_slice(s, e, st, shape[a]) for s, e, a, st in zip(starts, ends, axes, steps)}
+        cut = [a for a, (s, e, st) in ranges.items() if (s, e, st) != (0, shape[a], 1)]
+        if len(cut) > 1 or (cut and (ranges[cut[0]][2] != 1 or not self.outer_axis(x, cut[0]))):
+            raise RillError(f"{node_label(node)}: only contiguous slices along the outermost stored "
+                            "axis are supported yet")
+        inner = int(np.prod(static_shape(y))) // (static_shape(y)[cut[0]] if cut else 1)
+        start = ranges[cut[0]][0] * inner if cut else 0
+        self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
+                  dict(src_offset=start, dst_offset=0, count=int(np.prod(static_shape(y)))))
+
+    def gather(self, node: gs.Node) -> None:
+        """One index along the outermost stored axis: a contiguous copy."""
+        x, y = node.inputs[0], node.outputs[0]
+        index = const_value(node.inputs[1])
+        shape = static_shape(x)
+        axis = int(node.attrs.get("axis", 0)) % len(shape)
+        if index is None or index.size != 1 or not self.outer_axis(x, axis):
+            raise RillError(f"{node_label(node)}: only a Gather of one index along the outermost "
+                            "stored axis is supported yet")
+        inner = int(np.prod(shape)) // shape[axis]
+        start = (int(index.reshape(-1)[0]) % shape[axis]) * inner
+        self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
+                  dict(src_offset=start, dst_offset=0, count=inner))
+
+    def reshape(self, node: gs.Node) -> None:
+        self.relayout(node, lambda a: a.reshape(static_shape(node.outputs[0])))
+
+    def transpose(self, node: gs.Node) -> None:
+        rank = len(static_shape(node.inputs[0]))
+        perm = [int(p) for p in node.attrs.get("perm", list(range(rank))[::-1])]
+        self.relayout(node, lambda a: a.transpose(perm))
+
+    def relayout(self, node: gs.Node, onnx_op) -> None:
+        """Data movement between stored layouts: a copy when the bytes stay in order, else one
+        transpose of the stored input (found by trying the permutations of its non-unit axes)."""
+        x, y = node.inputs[0], node.outputs[0]
+        x_shape = static_shape(x)
+        x_stored = physical_shape(x_shape, self.info.get(x.name))
+        x_perm = self.perm(x)
+        index = np.arange(int(np.prod(x_shape))).reshape(x_stored)
+        onnx_index = onnx_op(index.transpose(np.argsort(x_perm)))
+        gather = np.ascontiguousarray(onnx_index.transpose(self.perm(y))).reshape(-1)
+        src, dst = self.buffer(x), self.buffer(y)
+        if np.array_equal(gather, np.arange(gather.size)):
+            self.emit(node, "copy", [src], [dst], dict(src_offset=0, dst_offset=0, count=gather.size))
+            return
+        dims = [d for d in x_stored if d != 1]
+        compact = index.reshape(dims)
+        for perm in itertools.permutations(range(len(dims))):
+            if np.array_equal(compact.transpose(perm).reshape(-1), gather):
+                if len(dims) > 4:
+                    break
+                self.emit(node, "transpose", [src], [dst],
+                          dict(rank=len(dims), in_shape=dims, perm=list(perm)))
+                return
+        raise RillError(f"{node_label(node)}: this {node.op} reorders data in a way no kernel "
+                        "supports")
+
+    def identity(self, node: gs.Node) -> None:
+        src, dst = self.buffer(node.inputs[0]), self.buffer(node.outputs[0])
+        if src != dst:
+            self.emit(node, "copy", [src], [dst],
+                      dict(src_offset=0, dst_offset=0, count=self.buffers[src].size))
+
+    def update_model_state(self, state_in: gs.Tensor, state_out: gs.Tensor) -> None:
+        """The last steps of a call: each of the model's own states takes its next value."""
+        src, dst = self.buffer(state_out), self.buffer(state_in)
+        if src == dst:
+            return
+        a, b = self.buffers[src], self.buffers[dst]
+        if self.perm(state_out) != self.perm(state_in) and not (
+                self.stored_in_onnx_order(state_out) and self.stored_in_onnx_order(state_in)):
+            raise RillError(f"state pair {state_in.name}={state_out.name}: the input and the "
+                            "output are stored in different layouts (their time axes differ)")
+        if (a.exp, a.dtype, a.size) != (b.exp, b.dtype, b.size):
+            raise AssertionError(f"state pair {state_in.name}={state_out.name}: buffers differ "
+                                 f"({a} vs {b})")
+        self.steps.append(Step("copy", [src], [dst], dict(src_offset=0, dst_offset=0,
+                                                          count=b.size),
+                               name=f"{state_out.name}->{state_in.name}"))
+
+

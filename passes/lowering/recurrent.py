@@ -1,0 +1,50 @@
+"""Lowering of recurrent layers (GRU, LSTM) and their h/c state."""
+from __future__ import annotations
+
+import onnx_graphsurgeon as gs
+
+from compiler.graph import const_value, static_shape
+from passes.quant_rules import plan_recurrent
+from runtime.ir import Buffer
+
+
+class RecurrentOps:
+    """GRU and LSTM (int8 kernels): h (and c) live in state buffers updated in place."""
+
+    def recurrent(self, node: gs.Node) -> None:
+        """One gru_s8/lstm_s8 step over the call's frames; h (and c) updated in place."""
+        x = node.inputs[0]
+        plan = plan_recurrent(node, self.ctx, self.exp(x))
+        frames = static_shape(x)[0]
+        names = ["h"] + (["c"] if node.op == "LSTM" else [])
+        cells = [self.recurrent_state(node, 5 + i, name, plan) for i, name in enumerate(names)]
+        for i, cell in enumerate(cells):  # Y_h / Y_c are the updated state itself
+            if len(node.outputs) > 1 + i and node.outputs[1 + i].name:
+                self.alias[node.outputs[1 + i].name] = cell
+        scratch = f"{node.name}.scratch"
+        self.buffers[scratch] = Buffer(scratch, (plan.scratch_bytes,), "int8", 0, "scratch")
+        y = [self.buffer(node.outputs[0])] if node.outputs[0].name else []
+        rows = plan.arrays["wx"].size // plan.params["input"]  # gates x hidden
+        self.emit(node, plan.kind, [self.buffer(x)] + cells, y + cells + [scratch],
+                  dict(plan.params, t=frames, has_y=int(bool(y))), plan.arrays,
+                  macs=frames * rows * (plan.params["input"] + plan.params["hidden"]))
+
+    def recurrent_state(self, node: gs.Node, slot: int, name: str, plan) -> str:
+        """The buffer of initial_h/initial_c: the state pair when streaming, else a scratch
+        buffer filled with the constant initial value at the start of every call."""
+        t = node.inputs[slot] if len(node.inputs) > slot else None
+        if t is not None and t.name and const_value(t) is None and t.name not in self.model_states:
+            return self.buffer(t)
+        dtype, n, exp = plan.state[name]
+        buf = f"{node.name}.{name}"
+        self.buffers[buf] = Buffer(buf, (n,), dtype, exp, "scratch")
+        if t is not None and t.name in self.model_states:
+            # the model's own state: updated in a copy, which the state takes at the end of
+            # the call (the graph may still read the old state after this node)
+            self.emit(node, "copy", [self.buffer(t)], [buf], dict(src_offset=0, dst_offset=0,
+                                                                  count=n))
+            return buf
+        init = None if t is None or not t.name else const_value(t)
+        values = plan.quantize_state(**{f"{name}0": init}, mode=self.mode)[name]
+        self.emit(node, "fill", [], [buf], dict(dst_offset=0, count=n), dict(values=values))
+        return buf

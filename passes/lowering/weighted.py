@@ -1,0 +1,146 @@
+"""Lowering of the weighted layers: Conv1d, Conv2d, ConvTranspose1d and Gemm."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from compiler.errors import RillError
+from compiler.graph import const_value, node_label, static_shape
+from compiler.op_attrs import window_attrs
+from passes.quant_rules import out_channel_weights
+from runtime.reference.kernels import round_to_int
+
+INT32_MAX = 2**31 - 1
+INT64_SAFE = 2**62  # bias magnitude the int64 accumulator takes with room for the products
+MAX_SHIFT = 40
+
+
+class WeightedOps:
+    """Conv1d/Conv2d/ConvTranspose/Gemm: quantized weights, biases and per-channel shifts."""
+
+    def activation_bounds(self, node: gs.Node, y: gs.Tensor) -> tuple[int, int]:
+        """The fused activation's clamp in output units (the type's range without one)."""
+        lo, hi = self.qrange(y)
+        kind = node.attrs.get("activation", "")
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "Relu":
+            return 0, hi
+        if kind == "Clip":
+            a, b = node.attrs["activation_params"]
+            return (lo if a == -math.inf else self.quantize_scalar(a, y),
+                    hi if b == math.inf else self.quantize_scalar(b, y))
+        return lo, hi
+
+    def weights(self, node: gs.Node, w: np.ndarray, bias: np.ndarray, x: gs.Tensor,
+                y: gs.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weights (int8/int16 by the layer's weight bits, per output channel), the bias at
+        e_in + e_w in the accumulator's type, and the per-channel output shifts.
+
+        The accumulator is int32 for int8 layers (contract §3). With int16 activations or
+        weights it is int32 only when |bias| + sum|w| * max|x| < 2^31 holds for every output
+        channel with the actual weights, else int64; `facts["accumulator_bits"]` records it."""
+        e_in, e_out = self.exp(x), self.exp(y)
+        e_w = self.wexps[node.name].astype(np.int64)
+        w_bits = self.ctx.facts.get("weight_bits", {}).get(node.name, self.default_bits)
+        correction = self.ctx.facts.get("bias_corrections", {}).get(node.name)
+        if correction is not None:  # mean error of the quantized weights (passes/quantize.py)
+            bias = bias.astype(np.float64) + np.asarray(correction, np.float64).reshape(-1)
+        scale = np.ldexp(1.0, -e_w).reshape((-1,) + (1,) * (w.ndim - 1))
+        w_max = (1 << (w_bits - 1)) - 1
+        qw = np.clip(round_to_int(w.astype(np.float64) * scale, self.mode), -w_max - 1, w_max)
+        qw = qw.astype(np.int8 if w_bits == 8 else np.int16)
+        qb = round_to_int(bias.astype(np.float64) * np.ldexp(1.0, -(e_in + e_w)), self.mode)
+        x_max = -self.qrange(x)[0]
+        bound = np.abs(qb) + np.abs(qw.astype(np.int64)).reshape(qw.shape[0], -1).sum(axis=1) * x_max
+        wide = bool(np.any(bound > INT32_MAX))
+        if wide and w_bits == 8 and self.tensor_bits(x) == 8:
+            raise RillError(f"{node_label(node)}: the int32 accumulator could overflow "
+                            f"(bound {int(bound.max())}); split the layer")
+        if wide and np.any(np.abs(qb) > INT64_SAFE):
+            raise RillError(f"{node_label(node)}: a bias does not fit the accumulator at exponent "
+                            "e_in + e_w; the layer's bias is far larger than its weights")
+        shift = e_out - e_in - e_w
+        if np.any(np.abs(shift) > MAX_SHIFT):
+            raise RillError(f"{node_label(node)}: requantization shift {int(shift.max())} is out of "
+                            "range; the layer's weights or activations are degenerate (all zero?)")
+        self.ctx.facts.setdefault("accumulator_bits", {})[node.name] = 64 if wide else 32
+        return qw, qb.astype(np.int64 if wide else np.int32), shift.astype(np.int8)
+
+    def conv(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) == 4:
+            return self.conv2d(node)
+        if len(static_shape(x)) != 3:
+            raise RillError(f"{node_label(node)}: only 1-D and 2-D convolutions have kernels")
+        a = window_attrs(node)
+        w = const_value(node.inputs[1])
+        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
+        qw, qb, shift = self.weights(node, w, b, x, y)
+        lo, hi = self.activation_bounds(node, y)
+        _, c_in, t_in = static_shape(x)
+        c_out, _, k = w.shape
+        t_out = static_shape(y)[2]
+        params = dict(t_in=t_in, c_in=c_in, c_out=c_out, kernel=k, stride=a["strides"][0],
+                      dilation=a["dilations"][0], groups=int(node.attrs.get("group", 1)),
+                      pad_l=a["pads"][0], pad_r=a["pads"][1], act_min=lo, act_max=hi)
+        self.require_time_major(node, x, y)
+        arrays = dict(w=np.ascontiguousarray(qw.transpose(0, 2, 1)), bias=qb, shift=shift)
+        self.emit(node, "conv1d", [self.buffer(x)], [self.buffer(y)], params, arrays,
+                  macs=t_out * c_out * k * w.shape[1])
+
+    def gemm(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        w = const_value(node.inputs[1])
+        b = const_value(node.inputs[2])
+        qw, qb, shift = self.weights(node, w, b, x, y)
+        lo, hi = self.activation_bounds(node, y)
+        m, k = static_shape(x)
+        n = w.shape[0]
+        self.emit(node, "gemm", [self.buffer(x)], [self.buffer(y)],
+                  dict(m=m, k=k, n=n, act_min=lo, act_max=hi),
+                  dict(w=qw, bias=qb, shift=shift), macs=m * k * n)
+
+    def conv2d(self, node: gs.Node) -> None:
+        """[1, C, F, T] with time last, stored [T][C][F]; weights to [co][kt][kf][cg]."""
+        x, y = node.inputs[0], node.outputs[0]
+        if self.perm(x) != [0, 3, 1, 2] or self.perm(y) != [0, 3, 1, 2]:
+            raise RillError(f"{node_label(node)}: a 2-D convolution needs time on the last axis")
+        a = window_attrs(node)
+        w = const_value(node.inputs[1])
+        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
+        qw, qb, shift = self.weights(node, w, b, x, y)
+        lo, hi = self.activation_bounds(node, y)
+        _, c_in, f_in, t_in = static_shape(x)
+        c_out, cg, kf, kt = w.shape
+        _, _, f_out, t_out = static_shape(y)
+        (pf_l, pt_l, pf_r, pt_r), (sf, st), (df, dt) = a["pads"], a["strides"], a["dilations"]
+        params = dict(t_in=t_in, f_in=f_in, c_in=c_in, c_out=c_out, kernel_t=kt, kernel_f=kf,
+                      stride_t=st, stride_f=sf, dilation_t=dt, dilation_f=df,
+                      groups=int(node.attrs.get("group", 1)), pad_t_l=pt_l, pad_t_r=pt_r,
+                      pad_f_l=pf_l, pad_f_r=pf_r, act_min=lo, act_max=hi)
+        arrays = dict(w=np.ascontiguousarray(qw.transpose(0, 3, 2, 1)), bias=qb, shift=shift)
+        self.emit(node, "conv2d", [self.buffer(x)], [self.buffer(y)], params, arrays,
+                  macs=t_out * f_out * c_out * kt * kf * cg)
+
+    def conv_transpose(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) != 3:
+            raise RillError(f"{node_label(node)}: only 1-D ConvTranspose has a kernel")
+        self.require_time_major(node, x, y)
+        a = window_attrs(node)
+        groups = int(node.attrs.get("group", 1))
+        w = out_channel_weights(node)  # [c_out, k, c_in/groups]
+        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
+        qw, qb, shift = self.weights(node, w, b, x, y)
+        lo, hi = self.activation_bounds(node, y)
+        _, c_in, t_in = static_shape(x)
+        c_out, k, cg = w.shape
+        out_pad = [int(v) for v in node.attrs.get("output_padding", [0])]
+        params = dict(t_in=t_in, c_in=c_in, c_out=c_out, kernel=k, stride=a["strides"][0],
+                      dilation=a["dilations"][0], groups=groups, pad_l=a["pads"][0],
+                      pad_r=a["pads"][1], output_padding=out_pad[0], act_min=lo, act_max=hi)
+        self.emit(node, "conv_transpose1d", [self.buffer(x)], [self.buffer(y)], params,
+                  dict(w=qw, bias=qb, shift=shift), macs=t_in * c_out * k * cg)
+

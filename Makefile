@@ -23,6 +23,7 @@ help:
 	@echo "make compile [MODEL=m.onnx] [TARGET=esp32p4|esp32s3] [CHUNK=n] [CALIB=c.npy] [BITS=8] [OUT=build] [OFFLINE=1]"
 	@echo "make test     run the test suite"
 	@echo "make fuzz     property-based streaming fuzz (RILL_FUZZ=1: many random conv stacks)"
+	@echo "make bench-quant  output SNR of Rill vs ESP-PPQ (int8/int16, esp32p4/esp32s3; ESP-PPQ in .venv-ppq)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +51,37 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(OUT) .pytest_cache
+
+# ---------------------------------------------------------------- bench-quant
+# Output SNR of Rill vs ESP-PPQ on three example models (bench/quant/bench_quant.py; writes
+# bench/results_quant.json). ESP-PPQ runs in its own venv, .venv-ppq, set up once: the torch
+# CPU wheel (from /opt/wheels when present, else PyTorch's CPU index; never the CUDA build),
+# then esp-ppq with onnx<1.20. When that fails, .venv-ppq/.unavailable says why and the bench
+# runs Rill alone; `rm -rf .venv-ppq` to try again.
+PPQ_VENV        := .venv-ppq
+PPQ_STAMP       := $(PPQ_VENV)/.installed
+PPQ_VERSION     ?= 1.3.12
+TORCH_VERSION   ?= 2.13.0
+TORCH_WHEEL     ?= $(firstword $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl))
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PPQ_PIP         := $(PPQ_VENV)/bin/pip install --quiet --disable-pip-version-check
+
+.PHONY: bench-quant venv-ppq
+
+$(PPQ_STAMP):
+	@rm -rf $(PPQ_VENV); mkdir -p $(PPQ_VENV)
+	@echo "setting up $(PPQ_VENV) for ESP-PPQ (torch CPU + esp-ppq==$(PPQ_VERSION), once)"
+	@( $(PYTHON) -m venv $(PPQ_VENV) \
+	  && $(PPQ_PIP) --upgrade pip \
+	  && $(if $(TORCH_WHEEL),$(PPQ_PIP) '$(TORCH_WHEEL)',$(PPQ_PIP) --index-url $(TORCH_CPU_INDEX) 'torch==$(TORCH_VERSION)') \
+	  && $(PPQ_PIP) 'esp-ppq==$(PPQ_VERSION)' 'onnx<1.20' onnxruntime numpy \
+	  && $(PPQ_VENV)/bin/python -c 'import esp_ppq, torch, onnx, onnxruntime' \
+	) > $(PPQ_VENV)/install.log 2>&1 \
+	  || { tail -n 5 $(PPQ_VENV)/install.log > $(PPQ_VENV)/.unavailable; \
+	       echo "NOTE: ESP-PPQ could not be installed (see $(PPQ_VENV)/install.log); the bench runs Rill alone. rm -rf $(PPQ_VENV) to retry."; }
+	@touch $@
+
+venv-ppq: $(PPQ_STAMP)
+
+bench-quant: $(STAMP) $(PPQ_STAMP)
+	$(BIN)/python bench/quant/bench_quant.py --ppq-python $(PPQ_VENV)/bin/python $(ARGS)

@@ -1,4 +1,5 @@
-"""Shared plumbing of the C test drivers (tests/c/*_driver.c): build one executable per
+"""Shared plumbing of the C test drivers (tests/c/*_driver.c): instantiate the kernel variants a
+driver needs (codegen/kernel_library.py, as a component gets them), build one executable per
 rounding mode (with AddressSanitizer + UBSan when they work here), encode a batch of kernel
 calls into one stdin stream, run it once and split stdout back into per-call outputs.
 
@@ -11,13 +12,22 @@ import os
 import struct
 import subprocess
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
+
+from codegen.kernel_library import (FAMILIES, KernelTypes, function_name, kernel_header,
+                                    kernel_sources, quantize_names, variant_suffix)
 
 MODES = ("half_even", "half_up")
 MODE_MACRO = {"half_even": 0, "half_up": 1}
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+
+#: Op codes of kernel variants in a generated dispatch start here (below: the driver's own ops).
+VARIANT_BASE = 100
+
+Variant = tuple[str, KernelTypes]
 
 
 def compile_c(cc: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -31,15 +41,98 @@ def sanitizers_work(cc: str, build: Path) -> bool:
     return san.returncode == 0 and subprocess.run([str(build / "probe")]).returncode == 0
 
 
-def build_drivers(cc: str, build: Path, driver: Path, sources: list[Path], c_dir: Path,
-                  name: str) -> dict[str, Path]:
-    """One strict, sanitized (when possible) executable per rounding mode."""
+def sorted_variants(variants: Iterable[Variant]) -> list[Variant]:
+    return sorted(set(variants), key=lambda v: (v[0], variant_suffix(v[1])))
+
+
+def write_kernels(build: Path, variants: Iterable[Variant]) -> list[Path]:
+    """rill_generated.h / .c in `build`: the header and the instantiated kernels of `variants`,
+    as the code generator assembles them (prefix rill)."""
+    header = build / "rill_generated.h"
+    header.write_text("#ifndef RILL_GENERATED_H\n#define RILL_GENERATED_H\n"
+                      + kernel_header("rill", variants) + "#endif\n")
+    source = build / "rill_generated.c"
+    source.write_text('#include "rill_generated.h"\n' + kernel_sources(variants, "rill"))
+    return [source]
+
+
+# The call of each family from the driver's record: `pr` the params, `a` the arrays (void *,
+# converted implicitly), `out` the output block. {fn} is the variant's function.
+_STRUCT_CALLS = {
+    "conv1d": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
+    "conv2d": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
+    "conv_transpose1d": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
+    "gemm": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
+    "add": (2, "{fn}(&p, a[0], a[1], out);"),
+    "avgpool1d": (1, "{fn}(&p, a[0], out);"),
+    "maxpool1d": (1, "{fn}(&p, a[0], out);"),
+    "reduce": (1, "{fn}(&p, a[0], out);"),
+    "transpose": (1, "{fn}(&p, a[0], out);"),
+    "softmax": (2, "{fn}(&p, a[0], a[1], out);"),
+}
+
+
+def _case(family: str, types: KernelTypes) -> str:
+    fn = function_name(family, types)
+    if family in _STRUCT_CALLS:
+        narrays, call = _STRUCT_CALLS[family]
+        return (f"{{\n        rill_{family}_params_t p;\n"
+                f"        rill_expect(np * 4 == (int32_t)sizeof p && na == {narrays}, record);\n"
+                f"        memcpy(&p, pr, sizeof p);\n        {call.format(fn=fn)}\n        break;\n"
+                "    }")
+    if family == "lut":  # params n frac_bits; arrays table x
+        return (f"rill_expect(np == 2 && na == 2, record);\n"
+                f"        {fn}(pr[0], pr[1], a[0], a[1], out);\n        break;")
+    if family == "requant":  # params n shift; arrays x
+        return (f"rill_expect(np == 2 && na == 1, record);\n"
+                f"        {fn}(pr[0], pr[1], a[0], out);\n        break;")
+    if family == "mask_frames":  # params frames inner pad in_place; arrays mask x
+        size = f"(size_t)pr[0] * (size_t)pr[1] * {types.x // 8}u"
+        return (f"rill_expect(np == 4 && na == 2, record);\n"
+                f"        if (pr[3]) {{ /* in place: y = x = out, x copied in first */\n"
+                f"            if (pr[0] * pr[1] > 0) {{\n"
+                f"                memcpy(out, a[1], {size});\n            }}\n"
+                f"            {fn}(pr[0], pr[1], pr[2], a[0], out, out);\n"
+                f"        }} else {{\n            {fn}(pr[0], pr[1], pr[2], a[0], a[1], out);\n"
+                f"        }}\n        break;")
+    if family == "quantize":  # params n exp direction (0 quantize, 1 dequantize); arrays x
+        q, d = quantize_names(f"int{types.x}", "rill")
+        return (f"rill_expect(np == 3 && na == 1, record);\n"
+                f"        if (pr[2] == 0) {{\n            {q}(pr[0], pr[1], a[0], out);\n"
+                f"        }} else {{\n            {d}(pr[0], pr[1], a[0], out);\n        }}\n"
+                "        break;")
+    raise ValueError(f"the kernel driver has no call for {family}")
+
+
+def dispatch_source(variants: Iterable[Variant]) -> tuple[str, dict[Variant, int]]:
+    """C of `rill_call_variant(op, pr, np, a, na, out, record)` (1 when op is a variant of
+    `variants`, else 0) and the op code of each variant (VARIANT_BASE + its index)."""
+    ordered = sorted_variants(v for v in variants if v[0] in FAMILIES)
+    ids = {v: VARIANT_BASE + i for i, v in enumerate(ordered)}
+    cases = "\n".join(f"    case {ids[(f, t)]}: /* {f} {variant_suffix(t)} */\n        {_case(f, t)}"
+                      for f, t in ordered)
+    src = ("/* Generated by tests/c_drivers.py: one case per kernel variant. */\n"
+           "static int rill_call_variant(int32_t op, const int32_t *pr, int32_t np, void **a,\n"
+           "                             int32_t na, void *out, long record)\n{\n"
+           "    switch (op) {\n" + cases + "\n    default:\n        return 0;\n    }\n"
+           "    return 1;\n}\n")
+    return src, ids
+
+
+def build_drivers(cc: str, build: Path, driver: Path, variants: Iterable[Variant], name: str,
+                  dispatch: str | None = None) -> dict[str, Path]:
+    """One strict, sanitized (when possible) executable per rounding mode of `driver` with the
+    kernels of `variants` (rill_generated.h) and, if given, `dispatch` (kernel_dispatch.inc)."""
+    variants = sorted_variants(variants)
+    sources = write_kernels(build, variants)
+    if dispatch is not None:
+        (build / "kernel_dispatch.inc").write_text(dispatch)
     san = SANITIZE if sanitizers_work(cc, build) else []
     exes = {}
     for mode in MODES:
         exe = build / f"{name}_{mode}"
         proc = compile_c(cc, [*STRICT, "-O1", *san, f"-DRILL_ROUNDING={MODE_MACRO[mode]}",
-                              f"-I{c_dir}", str(driver), *map(str, sources), "-lm", "-o",
+                              f"-I{build}", str(driver), *map(str, sources), "-lm", "-o",
                               str(exe)], build)
         assert proc.returncode == 0, f"building {name} failed:\n{proc.stderr}"
         exes[mode] = exe

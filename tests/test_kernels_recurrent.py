@@ -1,4 +1,5 @@
-"""The int8 GRU / LSTM kernels: C (runtime/c/gru_s8.c, lstm_s8.c) against the Python reference
+"""The int8 GRU / LSTM kernels: C (runtime/c/gru.c, lstm.c, instantiated as rill_gru_s8 /
+rill_lstm_s8) against the Python reference
 (runtime/reference/recurrent.py) bit for bit in both rounding modes, the reference against a
 literal reading of runtime/RECURRENT.md, streaming state carry, the planner
 (passes/quantize_recurrent.py) and the end-to-end accuracy against onnxruntime's float GRU/LSTM.
@@ -26,11 +27,15 @@ if str(ROOT) not in sys.path:
 from passes import quantize_recurrent as qr  # noqa: E402
 from runtime.reference import recurrent as ref  # noqa: E402
 from c_drivers import MODES, STRICT, build_drivers, compile_c, record, run_records  # noqa: E402
-from runtime.reference.kernels import quantize_f32_s8  # noqa: E402
+from codegen.kernel_library import (KernelTypes, instantiate, kernel_header,  # noqa: E402
+                                    kernel_sources)
+from runtime.reference.kernels import quantize  # noqa: E402
 
 C_DIR = ROOT / "runtime" / "c"
 DRIVER_SRC = ROOT / "tests" / "c" / "recurrent_driver.c"
-SOURCES = [C_DIR / "gru_s8.c", C_DIR / "lstm_s8.c"]
+SOURCES = [C_DIR / "gru.c", C_DIR / "lstm.c"]
+S8 = KernelTypes(x=8, y=8, w=8, acc=32)
+VARIANTS = [("gru", S8), ("lstm", S8)]
 CC = os.environ.get("CC", "gcc")
 OP = {"gru": 1, "lstm": 2}
 I32 = (-(2**31), 2**31 - 1)
@@ -56,7 +61,7 @@ class Driver:
 @pytest.fixture(scope="session")
 def drivers(tmp_path_factory) -> dict[str, Driver]:
     build = tmp_path_factory.mktemp("recurrent_driver")
-    exes = build_drivers(CC, build, DRIVER_SRC, SOURCES, C_DIR, "recurrent_driver")
+    exes = build_drivers(CC, build, DRIVER_SRC, VARIANTS, "recurrent_driver")
     return {mode: Driver(exe, mode) for mode, exe in exes.items()}
 
 
@@ -419,7 +424,7 @@ def test_plan_contract(mode):
             s = plan.arrays["shift"].reshape(3, -1).astype(int)
             assert s[:2].min() >= 0 and s[:2].max() <= ref.MAX_ALIGN
             assert s[2].min() >= ref.FRAC and s[2].max() <= ref.MAX_SHIFT
-            assert list(plan.params) == list(ref.PARAMS_FIELDS[f"{kind}_s8"])
+            assert list(plan.params) == list(ref.PARAMS_FIELDS[kind])
             tab = plan.arrays["table"].astype(int).reshape(-1, 256)
             n_sig = 2 if kind == "gru" else 3
             assert tab[:n_sig].min() == -64 and tab[:n_sig].max() == 64
@@ -496,7 +501,7 @@ def test_accuracy_vs_onnxruntime(drivers, kind, I, H, lbr):
     refs, outs, cases = [], [], []
     for _ in range(3):
         x = rng.standard_normal((300, I)).astype(np.float32)
-        xq = quantize_f32_s8(x, exp=e_x, mode=mode)
+        xq = quantize(x, exp=e_x, mode=mode, out_bits=8)
         s = plan.quantize_state(mode=mode)
         if kind == "gru":
             y = ref.gru_s8(xq, s["h"], **plan.params, **plan.arrays, mode=mode)[0]
@@ -520,32 +525,39 @@ def _compilers() -> list[str]:
 
 
 def test_sources_compile_strict(tmp_path):
-    """-std=c99 -Wall -Wextra -Werror -pedantic plus -Wshadow -Wconversion, gcc and clang."""
-    for cc in _compilers():
-        for src in SOURCES:
-            assert src.read_text().startswith('#include "rill_kernels.h"\n'), src.name
+    """The instantiated s8 kernels: -std=c99 -Wall -Wextra -Werror -pedantic plus -Wshadow
+    -Wconversion, gcc and clang."""
+    (tmp_path / "rill_generated.h").write_text(
+        "#ifndef RILL_GENERATED_H\n#define RILL_GENERATED_H\n" + kernel_header("rill", VARIANTS)
+        + "#endif\n")
+    for src in SOURCES:
+        assert src.read_text().startswith('#include "rill_kernels.h"\n'), src.name
+    for family, types in VARIANTS:
+        c = tmp_path / f"{family}.c"
+        c.write_text('#include "rill_generated.h"\n' + instantiate(family, types))
+        for cc in _compilers():
             for mode in (0, 1):
                 proc = compile_c(cc, [*STRICT, "-Wshadow", "-Wconversion", "-O2",
-                                     f"-DRILL_ROUNDING={mode}", f"-I{C_DIR}", "-c", str(src),
-                                     "-o", str(tmp_path / f"{src.stem}.o")], tmp_path)
-                assert proc.returncode == 0, f"{cc} {src.name} ({mode}): {proc.stderr}"
+                                     f"-DRILL_ROUNDING={mode}", f"-I{tmp_path}", "-c", str(c),
+                                     "-o", str(tmp_path / f"{family}.o")], tmp_path)
+                assert proc.returncode == 0, f"{cc} {family} ({mode}): {proc.stderr}"
 
 
 def _amalgamation(prefix: str) -> str:
-    """rill_common.h + rill_recurrent.h + the recurrent kernels, includes dropped and the prefix
-    renamed, the way the code generator assembles a component."""
-    parts = [(C_DIR / n).read_text() for n in ("rill_common.h", "rill_recurrent.h")]
-    text = "\n".join(parts + [p.read_text() for p in SOURCES])
-    text = re.sub(r'^#include "rill_[a-z_]+\.h"\n', "", text, flags=re.M)
-    return text.replace("rill_", f"{prefix.lower()}_").replace("RILL_", f"{prefix.upper()}_")
+    """rill_common.h, the headers, the prototypes and the recurrent kernels in one file, renamed,
+    the way the code generator assembles a component."""
+    return kernel_header(prefix, VARIANTS) + kernel_sources(VARIANTS, prefix)
 
 
 def test_prefix_hygiene():
     for path in [C_DIR / "rill_recurrent.h", *SOURCES]:
         text = path.read_text()
         assert not re.findall(r"[A-Za-z0-9_]+(?:rill_|RILL_)\w*", text), path.name
-        for name in re.findall(r"^(?:static inline |)\w[\w ]*?\b(\w+)\s*\(", text, flags=re.M):
+        for name in re.findall(r"^(?:static inline |static |)\w[\w ]*?\b(\w+)\s*\(", text,
+                               flags=re.M):
             assert name.startswith("rill_"), f"{path.name}: {name} lacks the rill_ prefix"
+            if path.suffix == ".c":  # one template, several instances: names carry VARIANT
+                assert name.endswith("_VARIANT"), f"{path.name}: {name} lacks _VARIANT"
 
 
 def test_amalgamation_renamed_and_m32(tmp_path):
@@ -553,11 +565,11 @@ def test_amalgamation_renamed_and_m32(tmp_path):
     only part of rill_common.h's helpers is used here), and the 32-bit int model."""
     src = tmp_path / "kws.c"
     src.write_text(_amalgamation("kws"))
-    assert not re.search(r"rill_|RILL_", src.read_text())
+    assert not re.search(r"rill_|RILL_(?!ROUNDING)", src.read_text())  # the build's macro stays
     for cc in _compilers():
         for mode in (0, 1):
             proc = compile_c(cc, [*STRICT, "-Wshadow", "-Wconversion", "-Wno-unused-function",
-                                 f"-DKWS_ROUNDING={mode}", "-O2", "-c", str(src), "-o",
+                                 f"-DRILL_ROUNDING={mode}", "-O2", "-c", str(src), "-o",
                                  str(tmp_path / "kws.o")], tmp_path)
             assert proc.returncode == 0, f"{cc}: {proc.stderr}"
     shim = tmp_path / "shim"

@@ -1,8 +1,12 @@
 #include "rill_kernels.h"
 
-/* rill_add_s8: elementwise add of two int8 tensors with different exponents,
- * y[i] = clamp(sat8(round_shift(a[i]*2^shift_a + b[i]*2^shift_b, shift_out)), act_min, act_max). */
-void rill_add_s8(const rill_add_params_t *p, const int8_t *a, const int8_t *b, int8_t *y)
+/* rill_add_VARIANT: elementwise add of two tensors with different exponents (and types),
+ * a rill_x_t [n], b rill_x2_t [n], y rill_y_t [n]; shift_a, shift_b in [0, 47] align both
+ * inputs to their common finer exponent (|a*2^shift_a| + |b*2^shift_b| <= 2^63 in int64):
+ *   y[i] = clamp(sat_Y(round_shift(a[i]*2^shift_a + b[i]*2^shift_b, shift_out)),
+ *                act_min, act_max). */
+void rill_add_VARIANT(const rill_add_params_t *p, const rill_x_t *a, const rill_x2_t *b,
+                      rill_y_t *y)
 {
     const int32_t n = p->n;
     const int64_t mul_a = (int64_t)1 << p->shift_a;
@@ -14,6 +18,7 @@ void rill_add_s8(const rill_add_params_t *p, const int8_t *a, const int8_t *b, i
 
     for (i = 0; i < n; ++i) {
         const int64_t s = (int64_t)a[i] * mul_a + (int64_t)b[i] * mul_b;
-        y[i] = (int8_t)rill_clamp(rill_sat8(rill_round_shift(s, shift_out)), act_min, act_max);
+        y[i] = (rill_y_t)rill_clamp(
+            rill_sat(rill_round_shift(s, shift_out), RILL_Y_MIN, RILL_Y_MAX), act_min, act_max);
     }
 }

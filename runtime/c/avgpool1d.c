@@ -1,9 +1,11 @@
 #include "rill_kernels.h"
 
-/* rill_avgpool1d_s8: 1-D average pooling over time, per channel,
- * y = sat8(round_div(sum * 2^max(0,-shift), count * 2^max(0,shift))) with shift = e_out - e_in;
- * count = kernel if count_include_pad else the number of in-range frames (0 frames gives 0). */
-void rill_avgpool1d_s8(const rill_avgpool1d_params_t *p, const int8_t *x, int8_t *y)
+/* rill_avgpool1d_VARIANT: 1-D average pooling over time, per channel; x rill_x_t
+ * [t_in][channels], y rill_y_t [t_out][channels], shift = e_out - e_in:
+ *   y = sat_Y(round_div(sum * 2^max(0,-shift), count * 2^max(0,shift)))
+ * with sum over the in-range frames of the window (int64) and count = kernel if
+ * count_include_pad, else the number of in-range frames (a window with count 0 gives 0). */
+void rill_avgpool1d_VARIANT(const rill_avgpool1d_params_t *p, const rill_x_t *x, rill_y_t *y)
 {
     const int32_t t_in = p->t_in;
     const int32_t channels = p->channels;
@@ -21,17 +23,18 @@ void rill_avgpool1d_s8(const rill_avgpool1d_params_t *p, const int8_t *x, int8_t
         const int32_t hi = t0 + kernel < t_in ? t0 + kernel : t_in;
         const int32_t frames = hi > lo ? hi - lo : 0;
         const int64_t count = p->count_include_pad ? kernel : frames;
-        int8_t *yt = y + t * channels;
-        if (count == 0) {
-            memset(yt, 0, (size_t)channels);
-            continue;
-        }
+        rill_y_t *yt = y + t * channels;
         for (c = 0; c < channels; ++c) {
-            int32_t sum = 0;
+            int64_t sum = 0;
+            if (count == 0) {
+                yt[c] = 0;
+                continue;
+            }
             for (f = lo; f < hi; ++f) {
                 sum += x[f * channels + c];
             }
-            yt[c] = (int8_t)rill_sat8(rill_round_div((int64_t)sum * mul_n, count * mul_d));
+            yt[c] = (rill_y_t)rill_sat(rill_round_div(sum * mul_n, count * mul_d), RILL_Y_MIN,
+                                       RILL_Y_MAX);
         }
     }
 }

@@ -1,10 +1,14 @@
 #include "rill_kernels.h"
 
-/* rill_conv1d_s8: grouped/dilated/strided 1-D convolution over time-major int8 frames.
- * acc = bias[co] + sum_{k, i} w[co][k][i] * x[t*stride + k*dilation - pad_l][g*cg + i]
- * (frames outside [0, t_in) are zero), y[t][co] = clamp(sat8(round_shift(acc, shift[co]))). */
-void rill_conv1d_s8(const rill_conv1d_params_t *p, const int8_t *x, const int8_t *w,
-                    const int32_t *bias, const int8_t *shift, int8_t *y)
+/* rill_conv1d_VARIANT: grouped/dilated/strided 1-D convolution over time-major frames.
+ * x rill_x_t [t_in][c_in], w rill_w_t [c_out][kernel][c_in/groups], bias rill_acc_t [c_out],
+ * shift int8 [c_out], y rill_y_t [t_out][c_out]. With cg = c_in/groups, og = c_out/groups,
+ * g = co/og:
+ *   acc = bias[co] + sum_{k, i} w[co][k][i] * x[t*stride + k*dilation - pad_l][g*cg + i]
+ * (frames outside [0, t_in) read 0; summed in rill_acc_t, the bias type), then
+ *   y[t][co] = clamp(sat_Y(round_shift(acc, shift[co])), act_min, act_max). */
+void rill_conv1d_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x, const rill_w_t *w,
+                         const rill_acc_t *bias, const int8_t *shift, rill_y_t *y)
 {
     const int32_t t_in = p->t_in;
     const int32_t c_in = p->c_in;
@@ -23,29 +27,23 @@ void rill_conv1d_s8(const rill_conv1d_params_t *p, const int8_t *x, const int8_t
 
     for (t = 0; t < t_out; ++t) {
         const int32_t t0 = t * stride - p->pad_l; /* input frame of tap 0 */
-        /* taps k in [k_lo, k_hi) read frames inside [0, t_in) */
-        int32_t k_lo = t0 < 0 ? (-t0 + dilation - 1) / dilation : 0;
-        int32_t k_hi = t0 < t_in ? (t_in - t0 + dilation - 1) / dilation : 0;
-        int8_t *yt = y + t * c_out;
-        if (k_hi > kernel) {
-            k_hi = kernel;
-        }
-        if (k_lo > k_hi) {
-            k_lo = k_hi;
-        }
+        int32_t k_lo, k_hi; /* the taps that read frames inside [0, t_in) */
+        rill_y_t *yt = y + t * c_out;
+        rill_tap_range(t0, t_in, dilation, kernel, &k_lo, &k_hi);
         for (co = 0; co < c_out; ++co) {
-            const int8_t *xg = x + (co / og) * cg;
-            const int8_t *wc = w + co * wrow;
-            int32_t acc = bias[co];
+            const rill_x_t *xg = x + (co / og) * cg;
+            const rill_w_t *wc = w + co * wrow;
+            rill_acc_t acc = bias[co];
             for (k = k_lo; k < k_hi; ++k) {
-                const int8_t *xr = xg + (t0 + k * dilation) * c_in;
-                const int8_t *wr = wc + k * cg;
+                const rill_x_t *xr = xg + (t0 + k * dilation) * c_in;
+                const rill_w_t *wr = wc + k * cg;
                 for (i = 0; i < cg; ++i) {
-                    acc += (int32_t)wr[i] * (int32_t)xr[i];
+                    acc += (rill_acc_t)wr[i] * (rill_acc_t)xr[i];
                 }
             }
-            yt[co] = (int8_t)rill_clamp(rill_sat8(rill_round_shift(acc, shift[co])),
-                                        act_min, act_max);
+            yt[co] = (rill_y_t)rill_clamp(
+                rill_sat(rill_round_shift(acc, shift[co]), RILL_Y_MIN, RILL_Y_MAX), act_min,
+                act_max);
         }
     }
 }

@@ -1,14 +1,16 @@
 #include "rill_kernels.h"
 
-/* rill_conv_transpose1d_s8: grouped/dilated/strided transposed 1-D convolution over time.
- * x [t_in][c_in], w [c_out][kernel][c_in/groups], y [t_out][c_out] with
- * t_out = (t_in-1)*stride - pad_l - pad_r + dilation*(kernel-1) + output_padding + 1.
- * acc = bias[co] + sum over (ti, k) with ti*stride + k*dilation - pad_l == t of
- * w[co][k][i] * x[ti][g*cg + i]; y = clamp(sat8(round_shift(acc, shift[co]))).
+/* rill_conv_transpose1d_VARIANT: grouped/dilated/strided transposed 1-D convolution over time.
+ * x rill_x_t [t_in][c_in], w rill_w_t [c_out][kernel][c_in/groups], bias rill_acc_t [c_out],
+ * shift int8 [c_out], y rill_y_t [t_out][c_out] with
+ * t_out = (t_in-1)*stride - pad_l - pad_r + dilation*(kernel-1) + output_padding + 1:
+ *   acc = bias[co] + sum over (ti, k) with ti*stride + k*dilation - pad_l == t of
+ *         sum_i w[co][k][i] * x[ti][g*cg + i]          (summed in rill_acc_t)
+ *   y[t][co] = clamp(sat_Y(round_shift(acc, shift[co])), act_min, act_max).
  * Computed as a gather (each output sums its own taps): no scratch, each y written once. */
-void rill_conv_transpose1d_s8(const rill_conv_transpose1d_params_t *p, const int8_t *x,
-                              const int8_t *w, const int32_t *bias, const int8_t *shift,
-                              int8_t *y)
+void rill_conv_transpose1d_VARIANT(const rill_conv_transpose1d_params_t *p, const rill_x_t *x,
+                                   const rill_w_t *w, const rill_acc_t *bias,
+                                   const int8_t *shift, rill_y_t *y)
 {
     const int32_t t_in = p->t_in;
     const int32_t c_in = p->c_in;
@@ -25,15 +27,15 @@ void rill_conv_transpose1d_s8(const rill_conv_transpose1d_params_t *p, const int
     int32_t t, co, k, i;
 
     for (t = 0; t < t_out; ++t) {
-        int8_t *yt = y + t * c_out;
+        rill_y_t *yt = y + t * c_out;
         for (co = 0; co < c_out; ++co) {
-            const int8_t *xg = x + (co / og) * cg;
-            const int8_t *wc = w + co * wrow;
-            int32_t acc = bias[co];
+            const rill_x_t *xg = x + (co / og) * cg;
+            const rill_w_t *wc = w + co * wrow;
+            rill_acc_t acc = bias[co];
             for (k = 0; k < kernel; ++k) {
                 const int32_t num = t + p->pad_l - k * dilation; /* = ti * stride */
-                const int8_t *xr;
-                const int8_t *wr;
+                const rill_x_t *xr;
+                const rill_w_t *wr;
                 if (num < 0) {
                     break; /* num only decreases with k */
                 }
@@ -43,11 +45,12 @@ void rill_conv_transpose1d_s8(const rill_conv_transpose1d_params_t *p, const int
                 xr = xg + (num / stride) * c_in;
                 wr = wc + k * cg;
                 for (i = 0; i < cg; ++i) {
-                    acc += (int32_t)wr[i] * (int32_t)xr[i];
+                    acc += (rill_acc_t)wr[i] * (rill_acc_t)xr[i];
                 }
             }
-            yt[co] = (int8_t)rill_clamp(rill_sat8(rill_round_shift(acc, shift[co])),
-                                        p->act_min, p->act_max);
+            yt[co] = (rill_y_t)rill_clamp(
+                rill_sat(rill_round_shift(acc, shift[co]), RILL_Y_MIN, RILL_Y_MAX), p->act_min,
+                p->act_max);
         }
     }
 }

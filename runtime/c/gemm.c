@@ -1,9 +1,12 @@
 #include "rill_kernels.h"
 
-/* rill_gemm_s8: fully connected layer, y[i][j] = clamp(sat8(round_shift(
- * bias[j] + sum_l x[i][l] * w[j][l], shift[j])), act_min, act_max); x [m][k], w [n][k]. */
-void rill_gemm_s8(const rill_gemm_params_t *p, const int8_t *x, const int8_t *w,
-                  const int32_t *bias, const int8_t *shift, int8_t *y)
+/* rill_gemm_VARIANT: fully connected layer. x rill_x_t [m][k], w rill_w_t [n][k], bias
+ * rill_acc_t [n], shift int8 [n], y rill_y_t [m][n]:
+ *   y[i][j] = clamp(sat_Y(round_shift(bias[j] + sum_l x[i][l] * w[j][l], shift[j])),
+ *                   act_min, act_max)
+ * (the sum accumulated in rill_acc_t, the bias type). */
+void rill_gemm_VARIANT(const rill_gemm_params_t *p, const rill_x_t *x, const rill_w_t *w,
+                       const rill_acc_t *bias, const int8_t *shift, rill_y_t *y)
 {
     const int32_t m = p->m;
     const int32_t k = p->k;
@@ -13,16 +16,17 @@ void rill_gemm_s8(const rill_gemm_params_t *p, const int8_t *x, const int8_t *w,
     int32_t i, j, l;
 
     for (i = 0; i < m; ++i) {
-        const int8_t *xr = x + i * k;
-        int8_t *yr = y + i * n;
+        const rill_x_t *xr = x + i * k;
+        rill_y_t *yr = y + i * n;
         for (j = 0; j < n; ++j) {
-            const int8_t *wr = w + j * k;
-            int32_t acc = bias[j];
+            const rill_w_t *wr = w + j * k;
+            rill_acc_t acc = bias[j];
             for (l = 0; l < k; ++l) {
-                acc += (int32_t)xr[l] * (int32_t)wr[l];
+                acc += (rill_acc_t)xr[l] * (rill_acc_t)wr[l];
             }
-            yr[j] = (int8_t)rill_clamp(rill_sat8(rill_round_shift(acc, shift[j])), act_min,
-                                       act_max);
+            yr[j] = (rill_y_t)rill_clamp(
+                rill_sat(rill_round_shift(acc, shift[j]), RILL_Y_MIN, RILL_Y_MAX), act_min,
+                act_max);
         }
     }
 }

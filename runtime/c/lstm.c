@@ -1,15 +1,15 @@
 #include "rill_kernels.h"
 #include "rill_recurrent.h"
 
-/* rill_lstm_s8: ONNX LSTM (gates i, o, f, c; no peepholes), one direction, batch 1, `t` frames;
- * h (int8, exponent -7) and c (int16, exponent e_c) are updated in place after every frame
- * (spec: runtime/RECURRENT.md). All four gates read the old h, so they are computed into
- * `scratch` first; the cell and hidden updates are then elementwise. */
+/* rill_lstm_VARIANT (s8 only): ONNX LSTM (gates i, o, f, c; no peepholes), one direction,
+ * batch 1, `t` frames; h (int8, exponent -7) and c (int16, exponent e_c) are updated in place
+ * after every frame (spec: runtime/RECURRENT.md). All four gates read the old h, so they are
+ * computed into `scratch` first; the cell and hidden updates are then elementwise. */
 
 /* c = sat16((f*c + i*g*2^shift_ig) / 2^7), h = (o * tanh(c)) / 2^7 with tanh(c) from the
  * fifth table at sat16(round_shift(c, shift_tc)). |f*c| < 2^23, |i*g*2^shift_ig| < 2^31. */
-static void rill_lstm_update(const rill_lstm_params_t *p, const int8_t *table,
-                             const int8_t *scratch, int8_t *h, int16_t *c)
+static void rill_lstm_update_VARIANT(const rill_lstm_params_t *p, const int8_t *table,
+                                     const int8_t *scratch, int8_t *h, int16_t *c)
 {
     const int32_t hid = p->hidden;
     int32_t u;
@@ -27,9 +27,13 @@ static void rill_lstm_update(const rill_lstm_params_t *p, const int8_t *table,
     }
 }
 
-void rill_lstm_s8(const rill_lstm_params_t *p, int32_t t, const int8_t *x, const int8_t *wx,
-                  const int8_t *wh, const int32_t *bias, const int8_t *shift,
-                  const int8_t *table, int8_t *h, int16_t *c, int8_t *scratch, int8_t *y)
+/* x [t][input], wx [4H][input], wh [4H][H] (ONNX gate rows i, o, f, c), bias [4H] int32,
+ * shift [3][4H] int8 (sx, sh, so), table [5][256] (sigmoid i, o, f stored as round(128*s) - 64;
+ * tanh g; tanh of the cell), h [H] int8 and c [H] int16 in/out, scratch [4H], y [t][H] or NULL. */
+void rill_lstm_VARIANT(const rill_lstm_params_t *p, int32_t t, const int8_t *x,
+                       const int8_t *wx, const int8_t *wh, const int32_t *bias,
+                       const int8_t *shift, const int8_t *table, int8_t *h, int16_t *c,
+                       int8_t *scratch, int8_t *y)
 {
     const int32_t hid = p->hidden;
     int32_t f;
@@ -37,7 +41,7 @@ void rill_lstm_s8(const rill_lstm_params_t *p, int32_t t, const int8_t *x, const
         /* rows i, o, f, g, each H long */
         rill_rnn_gate_rows(p->input, p->hidden, 4 * p->hidden, 4 * p->hidden, x + f * p->input,
                            wx, wh, bias, shift, table, h, scratch);
-        rill_lstm_update(p, table, scratch, h, c);
+        rill_lstm_update_VARIANT(p, table, scratch, h, c);
         if (y != NULL) {
             memcpy(y + f * hid, h, (size_t)hid);
         }

@@ -1,4 +1,4 @@
-/* Rill runtime: shared integer helpers (rounding, saturation) for the int8 kernels.
+/* Rill runtime: shared integer helpers (rounding, saturation, window taps) for the kernels.
  *
  * Define RILL_ROUNDING before including this header:
  *   0 = round half to even (esp32p4), 1 = round half up, i.e. ties toward +inf (esp32s3).
@@ -64,10 +64,17 @@ static inline int64_t rill_round_div(int64_t n, int64_t d)
 #endif
 }
 
+/* Clamp an int64 to [lo, hi] (lo <= hi): saturation to an output type's range (e.g.
+ * [INT16_MIN, INT16_MAX]) or to an activation's bounds. */
+static inline int32_t rill_sat(int64_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : (int32_t)v);
+}
+
 /* Clamp to the int8 range [-128, 127]. */
 static inline int32_t rill_sat8(int64_t v)
 {
-    return v < -128 ? -128 : (v > 127 ? 127 : (int32_t)v);
+    return rill_sat(v, -128, 127);
 }
 
 /* Clamp to [lo, hi] (activation bounds, already quantized). */
@@ -76,29 +83,51 @@ static inline int32_t rill_clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* Round a float to an integer with RILL_ROUNDING, exactly (no double rounding), then saturate to
- * int8. NaN gives 0, +-Inf and huge values saturate. */
-static inline int32_t rill_round_f32_sat8(float v)
+/* Round a float to an integer with RILL_ROUNDING, exactly (no double rounding), then saturate
+ * to [lo, hi] (an integer type's range: |lo|, |hi| < 2^24, so lo - 1 and hi + 1 are exact
+ * floats and every float in between has an exact fraction). NaN gives 0; +-Inf and huge values
+ * saturate (clamped to [lo - 1, hi + 1] before converting: no UB). */
+static inline int32_t rill_round_f32_sat(float v, int32_t lo, int32_t hi)
 {
+    const float v_lo = (float)lo - 1.0f;
+    const float v_hi = (float)hi + 1.0f;
     float f, r;
     int32_t q;
     if (v != v) {
         return 0;
     }
-    if (v > 128.0f) { /* saturate before converting: no UB on huge values */
-        v = 128.0f;
-    } else if (v < -129.0f) {
-        v = -129.0f;
+    if (v > v_hi) {
+        v = v_hi;
+    } else if (v < v_lo) {
+        v = v_lo;
     }
     f = floorf(v);
-    r = v - f; /* fraction in [0, 1) */
+    r = v - f; /* fraction in [0, 1), exact */
     q = (int32_t)f;
 #if RILL_ROUNDING == 1
     q += (r >= 0.5f);
 #else
     q += (r > 0.5f || (r == 0.5f && (q % 2) != 0));
 #endif
-    return rill_sat8(q);
+    return rill_sat(q, lo, hi);
+}
+
+/* The taps k of a dilated window of `kernel` taps whose tap 0 reads position p0 that read a
+ * position inside [0, n) are k in [*lo, *hi) (an empty range when none does): the loops skip
+ * the padding instead of testing every tap. */
+static inline void rill_tap_range(int32_t p0, int32_t n, int32_t dilation, int32_t kernel,
+                                  int32_t *lo, int32_t *hi)
+{
+    int32_t k_lo = p0 < 0 ? (-p0 + dilation - 1) / dilation : 0;
+    int32_t k_hi = p0 < n ? (n - p0 + dilation - 1) / dilation : 0;
+    if (k_hi > kernel) {
+        k_hi = kernel;
+    }
+    if (k_lo > k_hi) {
+        k_lo = k_hi;
+    }
+    *lo = k_lo;
+    *hi = k_hi;
 }
 
 #endif /* RILL_COMMON_H */

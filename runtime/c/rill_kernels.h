@@ -1,6 +1,12 @@
-/* Rill runtime: int8 kernel library (params structs and prototypes).
- * The formulas are specified in runtime/KERNELS.md; runtime/reference/kernels.py is the bit-exact
- * Python reference. Tensors that carry time are time-major: x[t][c] is at x + t*C + c.
+/* Rill runtime: the kernel library's params structs (one per kernel family, the same for every
+ * type variant). The formulas are specified in runtime/KERNELS.md; runtime/reference/kernels.py
+ * is the bit-exact Python reference. Tensors that carry time are time-major: x[t][c] is at
+ * x + t*C + c.
+ *
+ * Each runtime/c/<family>.c is a template written once with type tokens (rill_x_t, rill_x2_t,
+ * rill_w_t, rill_acc_t, rill_y_t, RILL_Y_MIN, ... and the name suffix VARIANT, e.g.
+ * rill_conv1d_VARIANT); codegen/kernel_library.py instantiates it per type signature (e.g.
+ * rill_conv1d_s8, rill_conv1d_x16w8a32y16) and generates the prototypes.
  */
 #ifndef RILL_KERNELS_H
 #define RILL_KERNELS_H
@@ -102,7 +108,10 @@ typedef struct {
 typedef struct {
     int32_t rows;
     int32_t cols;
-    int32_t out_bits;
+    int32_t out_frac;   /* fraction bits of the output: its exponent is -out_frac */
+    int32_t lo_bits;    /* the exp table's low part has 2^lo_bits entries */
+    int32_t hi_len;     /* entries of its high part: d >> lo_bits >= hi_len gives exp 0 */
+    int32_t scale_bits; /* the high part is scaled by 2^scale_bits */
 } rill_softmax_params_t;
 
 typedef struct {
@@ -119,29 +128,5 @@ typedef struct {
     int32_t act_min;
     int32_t act_max;
 } rill_conv_transpose1d_params_t;
-
-void rill_conv1d_s8(const rill_conv1d_params_t *p, const int8_t *x, const int8_t *w,
-                    const int32_t *bias, const int8_t *shift, int8_t *y);
-void rill_gemm_s8(const rill_gemm_params_t *p, const int8_t *x, const int8_t *w,
-                  const int32_t *bias, const int8_t *shift, int8_t *y);
-void rill_add_s8(const rill_add_params_t *p, const int8_t *a, const int8_t *b, int8_t *y);
-void rill_avgpool1d_s8(const rill_avgpool1d_params_t *p, const int8_t *x, int8_t *y);
-void rill_lut_s8(int32_t n, const int8_t *table, const int8_t *x, int8_t *y);
-void rill_requant_s8(int32_t n, int32_t shift, const int8_t *x, int8_t *y);
-void rill_transpose_s8(const rill_transpose_params_t *p, const int8_t *x, int8_t *y);
-void rill_quantize_f32_s8(int32_t n, int32_t exp, const float *x, int8_t *y);
-void rill_dequantize_s8_f32(int32_t n, int32_t exp, const int8_t *x, float *y);
-
-void rill_maxpool1d_s8(const rill_maxpool1d_params_t *p, const int8_t *x, int8_t *y);
-void rill_conv2d_s8(const rill_conv2d_params_t *p, const int8_t *x, const int8_t *w,
-                    const int32_t *bias, const int8_t *shift, int8_t *y);
-void rill_reduce_s8(const rill_reduce_params_t *p, const int8_t *x, int8_t *y);
-void rill_softmax_s8(const rill_softmax_params_t *p, const int32_t *table, const int8_t *x,
-                     int8_t *y);
-void rill_mask_frames_s8(int32_t frames, int32_t inner, int32_t pad, const int8_t *mask,
-                         const int8_t *x, int8_t *y);
-void rill_conv_transpose1d_s8(const rill_conv_transpose1d_params_t *p, const int8_t *x,
-                              const int8_t *w, const int32_t *bias, const int8_t *shift,
-                              int8_t *y);
 
 #endif /* RILL_KERNELS_H */

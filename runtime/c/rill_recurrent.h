@@ -1,7 +1,9 @@
 /* Rill runtime: int8 recurrent kernels (ONNX GRU / LSTM, one direction, batch 1).
  * The formulas are specified in runtime/RECURRENT.md; runtime/reference/recurrent.py is the
- * bit-exact Python reference. Each call runs `t` frames and updates the state (h, and c for
- * the LSTM) in place, so a streaming model keeps it in its state buffer between calls.
+ * bit-exact Python reference. The kernels (runtime/c/gru.c, lstm.c) are int8 only: the code
+ * generator instantiates them as rill_gru_s8 / rill_lstm_s8 (prototypes generated with the
+ * other variants). Each call runs `t` frames and updates the state (h, and c for the LSTM) in
+ * place, so a streaming model keeps it in its state buffer between calls.
  */
 #ifndef RILL_RECURRENT_H
 #define RILL_RECURRENT_H
@@ -85,19 +87,5 @@ static inline void rill_rnn_gate_rows(int32_t input, int32_t hidden, int32_t row
         scratch[j] = (int8_t)rill_rnn_lookup(table + (j / hidden) * 256, pre);
     }
 }
-
-/* x [t][input], wx [3H][input], wh [3H][H] (gate rows z, r, n), bias [4H] int32 (z, r, n_x,
- * n_h), shift [3][3H] int8 (sx, sh, so), table [3][256] (sigmoid z, sigmoid r: stored as
- * round(128*s) - 64; tanh n), h [H] in/out, scratch [3H], y [t][H] or NULL. */
-void rill_gru_s8(const rill_gru_params_t *p, int32_t t, const int8_t *x, const int8_t *wx,
-                 const int8_t *wh, const int32_t *bias, const int8_t *shift,
-                 const int8_t *table, int8_t *h, int8_t *scratch, int8_t *y);
-
-/* x [t][input], wx [4H][input], wh [4H][H] (ONNX gate rows i, o, f, c), bias [4H] int32,
- * shift [3][4H] int8 (sx, sh, so), table [5][256] (sigmoid i, o, f stored as round(128*s) - 64;
- * tanh g; tanh of the cell), h [H] int8 and c [H] int16 in/out, scratch [4H], y [t][H] or NULL. */
-void rill_lstm_s8(const rill_lstm_params_t *p, int32_t t, const int8_t *x, const int8_t *wx,
-                  const int8_t *wh, const int32_t *bias, const int8_t *shift,
-                  const int8_t *table, int8_t *h, int16_t *c, int8_t *scratch, int8_t *y);
 
 #endif /* RILL_RECURRENT_H */

@@ -1,8 +1,9 @@
 #include "rill_kernels.h"
 
-/* rill_transpose_s8: y = x.reshape(in_shape[:rank]).transpose(perm[:rank]), contiguous, for
- * rank 1..4 (lower ranks are padded with leading size-1 axes). */
-void rill_transpose_s8(const rill_transpose_params_t *p, const int8_t *x, int8_t *y)
+/* rill_transpose_VARIANT: y = x.reshape(in_shape[:rank]).transpose(perm[:rank]), contiguous,
+ * for rank 1..4 (lower ranks are padded with leading size-1 axes); x rill_x_t, y rill_y_t of
+ * the same type (a pure data movement). */
+void rill_transpose_VARIANT(const rill_transpose_params_t *p, const rill_x_t *x, rill_y_t *y)
 {
     int32_t shape[4], perm[4], in_stride[4], out_shape[4], s[4];
     const int32_t pad = 4 - p->rank;
@@ -23,9 +24,9 @@ void rill_transpose_s8(const rill_transpose_params_t *p, const int8_t *x, int8_t
     for (i0 = 0; i0 < out_shape[0]; ++i0) {
         for (i1 = 0; i1 < out_shape[1]; ++i1) {
             for (i2 = 0; i2 < out_shape[2]; ++i2) {
-                const int8_t *xr = x + i0 * s[0] + i1 * s[1] + i2 * s[2];
+                const rill_x_t *xr = x + i0 * s[0] + i1 * s[1] + i2 * s[2];
                 for (i3 = 0; i3 < out_shape[3]; ++i3) {
-                    *y++ = xr[i3 * s[3]];
+                    *y++ = (rill_y_t)xr[i3 * s[3]];
                 }
             }
         }

@@ -5,7 +5,7 @@ from typing import Callable
 
 import numpy as np
 
-from runtime.ir import Program, Step
+from runtime.ir import Program, Step, canonical_step
 from runtime.reference import kernels as K
 from runtime.reference import recurrent as R
 
@@ -16,11 +16,11 @@ def initial_state(program: Program) -> dict[str, np.ndarray]:
 
 
 def _run_recurrent(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
-    """gru_s8 / lstm_s8: inputs [x, h(, c)], outputs [(y,) h(, c), scratch]; state in place."""
+    """gru / lstm: inputs [x, h(, c)], outputs [(y,) h(, c), scratch]; state in place."""
     fields = {k: v for k, v in step.params.items() if k not in ("has_y",)}
     arrays = {k: step.arrays[k] for k in ("wx", "wh", "bias", "shift", "table")}
     x, h = mem[step.inputs[0]], mem[step.inputs[1]]
-    if step.op == "gru_s8":
+    if step.op == "gru":
         y, h_next = R.gru_s8(x, h, **fields, **arrays, mode=mode)
         new = [h_next]
     else:
@@ -32,60 +32,60 @@ def _run_recurrent(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
         mem[step.outputs[0]][:] = np.asarray(y, np.int8).reshape(-1)
 
 
+_WEIGHTED = ("conv1d", "gemm", "conv2d", "conv_transpose1d")
+_ONE_INPUT = ("avgpool1d", "maxpool1d", "reduce", "requant")
+
+
 def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
-    p, a = step.params, step.arrays
+    """One step on `mem` (flat arrays of the buffers' dtypes): the reference kernel of the
+    step's family, with out_bits from the output buffer's dtype."""
+    step = canonical_step(step)
+    p, a, family = step.params, step.arrays, step.op
     ins = [mem[n] for n in step.inputs]
     out = step.outputs[0]
-    if step.op == "fill":
+    if family == "fill":
         n, dst = p["count"], p["dst_offset"]
         mem[out][dst:dst + n] = np.asarray(a["values"]).reshape(-1)
         return
-    if step.op in ("gru_s8", "lstm_s8"):
+    if family in ("gru", "lstm"):
         _run_recurrent(step, mem, mode)
         return
-    if step.op == "copy":  # `blocks` rows of `count` bytes, strided on both sides
+    if family == "copy":  # `blocks` rows of `count` elements, strided on both sides
         n, src, dst = p["count"], p["src_offset"], p["dst_offset"]
         for b in range(p.get("blocks", 1)):
             s, d = src + b * p.get("src_stride", 0), dst + b * p.get("dst_stride", 0)
             mem[out][d:d + n] = ins[0][s:s + n]
         return
-    if step.op == "conv1d_s8":
-        y = K.conv1d_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
-    elif step.op == "gemm_s8":
-        y = K.gemm_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
-    elif step.op == "add_s8":
-        y = K.add_s8(ins[0], ins[1], mode=mode, **p)
-    elif step.op == "avgpool1d_s8":
-        y = K.avgpool1d_s8(ins[0], mode=mode, **p)
-    elif step.op == "lut_s8":
-        y = K.lut_s8(ins[0], a["table"], **p)
-    elif step.op == "requant_s8":
-        y = K.requant_s8(ins[0], mode=mode, **p)
-    elif step.op == "transpose_s8":
-        y = K.transpose_s8(ins[0], in_shape=p["in_shape"], perm=p["perm"])
-    elif step.op == "maxpool1d_s8":
-        y = K.maxpool1d_s8(ins[0], mode=mode, **p)
-    elif step.op == "conv2d_s8":
-        y = K.conv2d_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
-    elif step.op == "reduce_s8":
-        y = K.reduce_s8(ins[0], mode=mode, **p)
-    elif step.op == "softmax_s8":
-        y = K.softmax_s8(ins[0], a["table"], mode=mode, **p)
-    elif step.op == "mask_frames_s8":
+    kw = dict(p, out_bits=mem[out].dtype.itemsize * 8)
+    if family in _WEIGHTED:
+        y = getattr(K, family)(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **kw)
+    elif family in _ONE_INPUT:
+        y = getattr(K, family)(ins[0], mode=mode, **kw)
+    elif family == "add":
+        y = K.add(ins[0], ins[1], mode=mode, **kw)
+    elif family == "lut":
+        y = K.lut(ins[0], a["table"], mode=mode, **kw)
+    elif family == "transpose":
+        y = K.transpose(ins[0], **kw)
+    elif family == "softmax":
+        y = K.softmax(ins[0], a["table"], mode=mode, **kw)
+    elif family == "mask_frames":
         # the mask is a constant array or a buffer (e.g. state that fills with 1s as frames arrive)
         mask = a["mask"] if "mask" in a else ins[1]
-        y = K.mask_frames_s8(ins[0], mask, **p)
-    elif step.op == "conv_transpose1d_s8":
-        y = K.conv_transpose1d_s8(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **p)
+        y = K.mask_frames(ins[0], mask, **kw)
     else:
         raise ValueError(f"no reference kernel for step op {step.op!r}")
-    mem[out][:] = np.asarray(y, np.int8).reshape(-1)
+    y = np.asarray(y).reshape(-1)
+    if y.dtype != mem[out].dtype:
+        raise TypeError(f"step {step.name or family}: {y.dtype} result for a {mem[out].dtype} "
+                        "buffer")
+    mem[out][:] = y
 
 
 def run_program(program: Program, inputs: dict[str, np.ndarray], state: dict[str, np.ndarray],
                 trace: Callable[[dict[str, np.ndarray]], None] | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """One call: flat int8 inputs (physical order) and state in, outputs and next state out.
+    """One call: flat inputs (physical order) and state in, outputs and next state out.
 
     `trace`, if given, sees every buffer after the call (for per-layer error reports).
     """

@@ -1,5 +1,5 @@
 """Bit-exact Python integer reference of the Rill int8 recurrent kernels (spec:
-runtime/RECURRENT.md; C: runtime/c/gru_s8.c, lstm_s8.c).
+runtime/RECURRENT.md; C: runtime/c/gru.c, lstm.c, instantiated as rill_gru_s8 / rill_lstm_s8).
 
 Same conventions as `kernels.py`: scalars are keyword-only and named like the C params struct
 fields (`PARAMS_FIELDS`), arrays may be flat or shaped, `mode` is "half_even" | "half_up".
@@ -13,8 +13,8 @@ import numpy as np
 from runtime.reference.kernels import round_shift
 
 PARAMS_FIELDS: dict[str, tuple[str, ...]] = {
-    "gru_s8": ("input", "hidden", "linear_before_reset"),
-    "lstm_s8": ("input", "hidden", "shift_ig", "shift_tc"),
+    "gru": ("input", "hidden", "linear_before_reset"),
+    "lstm": ("input", "hidden", "shift_ig", "shift_tc"),
 }
 
 #: Largest input / hidden size: a dot product of n int8 pairs stays inside int32 for n <= this.

@@ -1,7 +1,9 @@
 /* Test driver for the Rill int8 recurrent kernels (used by tests/test_kernels_recurrent.py).
  *
- * Build once per rounding mode with -DRILL_ROUNDING=0|1 together with runtime/c/gru_s8.c and
- * runtime/c/lstm_s8.c. Reads a stream of calls from stdin, writes each call's output to stdout.
+ * Build once per rounding mode with -DRILL_ROUNDING=0|1 together with rill_gru_s8 and
+ * rill_lstm_s8, instantiated from runtime/c/gru.c and lstm.c by codegen/kernel_library.py into
+ * rill_generated.h / rill_generated.c (tests/c_drivers.py). Reads a stream of calls from stdin,
+ * writes each call's output to stdout.
  * Every integer below is a native-endian int32.
  *
  *   record  := op nparams params[nparams] narrays array[narrays]
@@ -23,7 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "rill_recurrent.h"
+#include "rill_generated.h"
 
 #define MAX_PARAMS 8
 #define MAX_ARRAYS 8

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from codegen.emit_c import ModelInterface
 from codegen.memory_plan import ArenaPlan
 from runtime.ir import Program
@@ -10,6 +12,21 @@ from runtime.ir import Program
 
 def _finite(x: float) -> float | None:
     return round(x, 2) if math.isfinite(x) else None
+
+
+def _jsonable(v):
+    """Plain JSON values: numpy scalars and arrays unwrapped, non-finite floats as null."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return round(v, 3) if math.isfinite(v) else None
+    return v
 
 
 def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
@@ -38,7 +55,8 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
                  iface: ModelInterface, snr: float, layer_snr: dict[str, float], offline: bool,
                  states: list[dict], time_axis: int, layout, warnings: list[str], verification: dict,
                  passes: list[dict], requantizations: list[str],
-                 mixed_precision: dict | None = None) -> dict:
+                 mixed_precision: dict | None = None, sensitivity: list[dict] = (),
+                 qdq_import: list[dict] = ()) -> dict:
     layers = layer_rows(program, layer_snr)
     return {
         "name": name, "target": target, "bits": bits, "rounding": program.rounding,
@@ -66,6 +84,8 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
                                          if r.get("accumulator") == "int64"]},
         "requantizations": requantizations,
         **({"mixed_precision": mixed_precision} if mixed_precision else {}),
+        "sensitivity": _jsonable(list(sensitivity)),
+        **({"qdq_import": _jsonable(list(qdq_import))} if qdq_import else {}),
         "layers": layers,
         "verification": verification,
         "passes": passes,
@@ -95,6 +115,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {precision} | "
                      f"{l['macs']:,} | {e['inputs']} → {e['output']} | {l['weight_bytes']:,} | "
                      f"{l['snr_db']} |")
+    lines += precision_sections(r)
     lines += ["", "## State pairs", ""]
     if r["states"]:
         lines += ["| input | output | kind | holds | shape | init | bytes |",
@@ -106,3 +127,35 @@ def markdown(report: dict) -> str:
     v = r["verification"]
     lines += ["", "## Verification", ""] + [f"- {k}: {val}" for k, val in v.items()] + [""]
     return "\n".join(lines)
+
+
+def precision_sections(r: dict) -> list[str]:
+    """Mixed precision, per-layer sensitivity and imported QDQ parameters, when present."""
+    lines = []
+    p = r["precision"]
+    lines += ["", "## Precision", "",
+              f"- int16 layers: {', '.join(f'`{n}`' for n in p['int16_layers']) or 'none'}",
+              f"- int64 accumulators: "
+              f"{', '.join(f'`{n}`' for n in p['int64_accumulator_layers']) or 'none'}"]
+    m = r.get("mixed_precision")
+    if m:
+        lines += [f"- --snr-target {m['target_db']} dB: reached {m['achieved_db']} dB with "
+                  f"{len(m['int16_layers'])} promotion(s) for {m['added_bytes']:,} extra bytes "
+                  f"(every layer int16: {m['all_int16_added_bytes']:,} B; "
+                  f"{m['evaluations']} measured configurations)"]
+    if r.get("sensitivity"):
+        lines += ["", "## Sensitivity (one layer quantized, the rest float)", "",
+                  "| layer | op | SNR int8 dB | SNR int16 dB | int16 costs B |", "|---|---|---|---|---|"]
+        lines += [f"| `{s['layer']}` | {s['op']} | {_fmt(s.get('snr_int8_db'))} | "
+                  f"{_fmt(s.get('snr_int16_db'))} | {s['int16_extra_bytes']:,} |"
+                  for s in r["sensitivity"]]
+    if r.get("qdq_import"):
+        lines += ["", "## Imported quantization (QDQ)", "",
+                  "| kind | tensor | bits | exponents | note |", "|---|---|---|---|---|"]
+        lines += [f"| {q.get('kind')} | `{q.get('tensor')}` | {q.get('bits')} | "
+                  f"{q.get('exponents')} | {q.get('note') or ''} |" for q in r["qdq_import"]]
+    return lines
+
+
+def _fmt(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.1f}"

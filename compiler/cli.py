@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--percentile", type=float, default=99.99, metavar="P",
                    help="the |x| percentile kept unclipped by --calibration percentile "
                         "(default 99.99)")
+    q.add_argument("--qdq", action="store_true",
+                   help="also write OUT/<name>/<name>.qdq.onnx: the quantized model as "
+                        "QuantizeLinear/DequantizeLinear ONNX that onnxruntime runs")
     q.add_argument("--bias-correction", choices=("auto", "on", "off"), default="auto",
                    help="fold the mean error of quantized weights into the bias: auto (default) "
                         "keeps it per layer only where it lowers that layer's error")
@@ -120,7 +123,8 @@ def options_from(args: argparse.Namespace) -> Options:
                    state_pairs=[parse_state_pair(s) for s in args.state],
                    int16_layers=[n.strip() for v in args.int16 for n in v.split(",") if n.strip()],
                    snr_target=args.snr_target, calibration=args.calibration,
-                   percentile=args.percentile, bias_correction=args.bias_correction)
+                   percentile=args.percentile, bias_correction=args.bias_correction,
+                   dump_qdq=args.qdq)
 
 
 def run_compile(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ class Options:
     calibration: str | None = None  # "minmax" | "percentile" | "kl" | "mse"; None: the default
     percentile: float = 99.99  # for calibration="percentile"
     bias_correction: str = "auto"  # "auto" (where it helps) | "on" | "off"
+    dump_qdq: bool = False  # also write <name>.qdq.onnx (the quantized model as QDQ ONNX)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from codegen.emit_c import ModelInterface, SourceWriter
 from codegen.memory import plan_memory
 from codegen.report import build_report, markdown
 from compiler.context import CompileContext, Options
+from codegen.qdq_export import export_qdq
 from compiler.errors import RillError, VerificationError
 from compiler.graph import import_model, static_shape, to_runnable
 from compiler.layer_snr import layer_snr, layer_snr_per_call
@@ -25,6 +26,7 @@ from compiler.mixed_precision import (Evaluation, PrecisionSearch, Promotion, Se
 from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration, runtime_inputs
 from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
+from compiler.sensitivity import layer_sensitivity
 from compiler.simulate import StreamLayout, run_integer
 from runtime.ir import Program
 from compiler.state_pairs import resolve_state_pairs, time_series_name
@@ -39,10 +41,12 @@ from passes.fuse_gelu import FuseGelu
 from passes.fuse_gemm import FuseGemm
 from passes.fuse_pad import FusePad
 from passes.fuse_silu import FuseSilu
+from passes.import_qdq import ImportQDQ
 from passes.infer_shapes import InferShapes
 from passes.lower_integer import LowerToInteger
 from passes.propagate_qparams import PropagateQParams
 from passes.quantize import Quantize
+from passes.refine_exponents import RefineExponents
 from passes.remove_identity import RemoveIdentity
 from passes.streaming_cut import (StreamingCut, is_per_call_model, streaming_metadata,
                                   time_series_input)
@@ -53,13 +57,14 @@ LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data su
 
 def float_passes(offline: bool) -> list[Pass]:
     """Normalize and fuse, then cut into a streaming model (unless compiling offline)."""
-    passes: list[Pass] = [RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(), FoldChomp(),
+    passes: list[Pass] = [ImportQDQ(), RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(), FoldChomp(),
                           FuseBatchNorm(), FuseActivation(), FuseSilu(), FuseGelu(), InferShapes()]
     return passes if offline else passes + [StreamingCut()]
 
 
 def quantization_passes() -> list[Pass]:
-    return [Calibrate(), AssignPrecision(), Quantize(), PropagateQParams(), LowerToInteger()]
+    return [Calibrate(), AssignPrecision(), Quantize(), PropagateQParams(), RefineExponents(),
+            LowerToInteger()]
 
 
 def pipeline_for(options: Options) -> list[Pass]:
@@ -166,6 +171,8 @@ class Compilation:
             prog = self.requantize(config)
             return Evaluation(snr(prog), program_bytes(prog, weights(prog)))
 
+        ctx.facts["skip_refine"] = True  # refine the chosen configuration only
+
         layers = [n for n in layer_nodes(ctx.graph)]
         candidates = [Promotion(t.name) for t in ctx.graph.inputs[:1]]
         for n in layers:
@@ -176,6 +183,7 @@ class Compilation:
         everything = [Promotion(n.name) for n in layers] + candidates[:1]
         search = PrecisionSearch(evaluate, candidates, progress=ctx.progress)
         result = search.run(ctx.options.snr_target, base, everything)
+        ctx.facts["skip_refine"] = False
         self.requantize(result.promotions)
         return result
 
@@ -243,6 +251,12 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
                               ctx.facts.get("stream_time_info", {}),
                               options.calib[:LAYER_SNR_SAMPLES])
         checks = list(options.calib[:4])
+    sensitivity = layer_sensitivity(
+        offline_model, options.calib[:LAYER_SNR_SAMPLES], ctx.facts["exponents"],
+        ctx.facts["weight_exponents"], tensor_bits=ctx.facts.get("tensor_bits"),
+        weight_bits=ctx.facts.get("weight_bits"), bits_default=options.bits,
+        mode=options.target.rounding, progress=ctx.progress) \
+        if not is_per_call_model(stream) else []
     iface = interface(options, program, plan, layout, stream)
     test_run = run_integer(program, layout, checks[0])
     writer = SourceWriter(program, plan, iface)
@@ -252,6 +266,10 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         write_component(tmp, writer, target=options.target.name, bits=options.bits,
                         streaming_model=streaming_model, test_inputs=test_run.inputs,
                         test_outputs=test_run.outputs)
+        if options.dump_qdq:
+            onnx.save(export_qdq(ctx.facts.get("offline_graph", ctx.graph), ctx.facts,
+                                 options.bits, mode=options.target.rounding),
+                      str(tmp / f"{options.name}.qdq.onnx"))
         verification = {"float_stream_max_rel_error": float_check}
         if options.verify:
             log("building and running the generated C")
@@ -262,7 +280,8 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             states=state_rows(program, stream), time_axis=layout.time_axis, layout=layout, warnings=ctx.warnings, verification=verification,
             passes=[{"name": r.name, "changed": r.changed} for r in manager.records],
             requantizations=ctx.facts.get("requantizations", []),
-            mixed_precision=search.as_json(options.snr_target) if search else None)
+            mixed_precision=search.as_json(options.snr_target) if search else None,
+            sensitivity=sensitivity, qdq_import=ctx.facts.get("qdq_import", []))
         write_report(tmp, report, markdown(report))
         if final.exists():
             shutil.rmtree(final)

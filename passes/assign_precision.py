@@ -1,6 +1,6 @@
 """Choose the precision of every tensor and every layer's weights: int8 or int16.
 
-Every layer starts at `--bits`; `--int16 LAYER,...` (node or output-tensor names, or the model's
+Every layer starts at `--bits` (or at the width an imported QDQ model gives it); `--int16 LAYER,...` (node or output-tensor names, or the model's
 input) promotes single layers, and the mixed-precision search (compiler/mixed_precision.py) does
 the same through `Options.int16_layers`. Tensors that must share an exponent (passive ops, state
 pairs) also share a precision, so a promotion spreads over its tie group. A layer's weights
@@ -74,7 +74,10 @@ class AssignPrecision(Pass):
         graph, base = ctx.graph, ctx.options.bits
         tensors = data_tensors(graph)
         promoted = set(resolve_layers(graph, ctx.options.int16_layers).values())
-        bits = {t: 16 if base == 16 or t in promoted else 8 for t in tensors}
+        # an imported QDQ model's own widths (passes/import_qdq.py) are taken as given
+        given = ctx.facts.setdefault("given_tensor_bits", dict(ctx.facts.get("tensor_bits", {})))
+        given_w = ctx.facts.setdefault("given_weight_bits", dict(ctx.facts.get("weight_bits", {})))
+        bits = {t: 16 if t in promoted else given.get(t, base) for t in tensors}
         ties = tie_graph(graph, ctx.facts)
         ties.add_nodes_from(tensors)
         recurrent, flags = int8_only(graph), frame_flags(graph)
@@ -90,7 +93,8 @@ class AssignPrecision(Pass):
             ctx.warn(f"tensors {', '.join(kept[:8])}{' ...' if len(kept) > 8 else ''} stay int8: "
                      "they feed or come from layers that have int8 kernels only (GRU, LSTM)")
         int8_weights = set(ctx.facts.get("int8_weight_layers", ()))
-        weight_bits = {n.name: 8 if n.name in int8_weights else bits[n.outputs[0].name]
+        weight_bits = {n.name: 8 if n.name in int8_weights else
+                       given_w.get(n.name, bits[n.outputs[0].name])
                        for n in graph.nodes if n.op in WEIGHTED_OPS}
         ctx.facts["tensor_bits"] = bits
         ctx.facts["weight_bits"] = weight_bits

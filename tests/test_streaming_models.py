@@ -12,14 +12,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
-from compiler.host_build import build_host, run_host
-from compiler.ort import session
-from compiler.streams import aligned, chunks, from_physical, snr_db, stitch, to_physical
+from compiler.measure import c_float_snr
 from conftest import FIXTURES, run_cli
-from passes.time_analysis import TimeInfo
 
 ZOO = FIXTURES / "streaming"
 MIN_SNR_DB = 20.0
@@ -43,21 +39,6 @@ def compile_zoo(model: str, chunk: int, exporter: str, out: Path, target: str = 
     return json.loads((out / model / "report.json").read_text())
 
 
-def run_c_float(component: Path, name: str, report: dict, xs: np.ndarray, work: Path) -> list:
-    """Stream each input through the generated C's float API; ONNX-layout outputs."""
-    exe = build_host(component, name, work)
-    axis, chunk = report["time_axis"], report["chunk_frames"]
-    out = report["output"]
-    out_info = TimeInfo(out["time_axis"], True) if out["per_frame"] else None
-    results = []
-    for x in xs:
-        calls = np.stack([to_physical(c, TimeInfo(axis, True)) for c in chunks(x, axis, chunk)])
-        y = run_host(exe, calls.astype(np.float32), f32=True, out_elems=out["elems_per_call"])
-        per_call = [from_physical(v, tuple(out["shape_per_call"]), out_info) for v in y]
-        results.append(stitch(per_call, out["per_frame"], out["time_axis"] or 0))
-    return results
-
-
 @pytest.mark.parametrize("model, chunk, exporter", CASES)
 def test_zoo_model_streams_in_float_and_int8(model, chunk, exporter, tmp_path):
     report = compile_zoo(model, chunk, exporter, tmp_path / "out")
@@ -69,18 +50,8 @@ def test_zoo_model_streams_in_float_and_int8(model, chunk, exporter, tmp_path):
     assert all(s["bytes"] in (int(np.prod(s["shape"])), 2 * int(np.prod(s["shape"])))
                for s in report["states"])
     xs = np.load(ZOO / f"{model}.heldout.npy")
-    got = run_c_float(tmp_path / "out" / model, model, report, xs, tmp_path)
-    offline = onnx.load(str(ZOO / f"{model}.{exporter}.onnx"))
-    sess = session(offline)
-    name = sess.get_inputs()[0].name
-    refs, tests = [], []
-    out = report["output"]
-    for x, y in zip(xs, got):
-        want = sess.run(None, {name: x})[0]
-        a, b = aligned(y, want, report["latency_frames"], out["time_axis"] or 0, out["per_frame"])
-        tests.append(a.reshape(-1))
-        refs.append(b.reshape(-1))
-    snr = snr_db(np.concatenate(refs), np.concatenate(tests))
+    snr = c_float_snr(tmp_path / "out" / model, report, ZOO / f"{model}.{exporter}.onnx", xs,
+                      tmp_path)
     print(f"\n{model} ({exporter}, CHUNK={chunk}): C int8 SNR {snr:.2f} dB on 20 held-out inputs, "
           f"state {report['state_bytes']} B, latency {report['latency_frames']}")
     assert snr >= MIN_SNR_DB

@@ -157,11 +157,12 @@ def _accumulate(dot: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarr
     `dot` sums products of int64 arrays (exact: each |w*x| <= 2^30), `w` is [c_out][...],
     `expand` broadcasts a per-channel vector against dot's result."""
     limit = (1 << (acc_bits - 1)) - 1
-    b_abs = [abs(v) for v in b.tolist()]
-    x_max = int(np.abs(x).max()) if x.size else 0
-    w_sum = np.abs(w).reshape(b.size, -1).sum(axis=1).tolist() if b.size else []
-    if any(bv + x_max * ws > limit for bv, ws in zip(b_abs, w_sum)):  # the cheap bound fails
-        mag = dot(np.abs(x), np.abs(w)).astype(object) + expand(np.array(b_abs, dtype=object))
+    x_max = np.int64(np.abs(x).max()) if x.size else np.int64(0)
+    w_sum = np.abs(w).reshape(b.size, -1).sum(axis=1)  # <= n * 2^15: exact
+    room = np.int64(limit) - w_sum * x_max  # > 0 (products <= 2^30 each, n < 2^32)
+    if np.any((b > room) | (b < -room)):  # the cheap bound |bias| + max|x| sum|w| fails
+        b_abs = np.array([abs(v) for v in b.tolist()], dtype=object)
+        mag = dot(np.abs(x), np.abs(w)).astype(object) + expand(b_abs)
         if mag.size and mag.max() > limit:
             raise OverflowError(f"{what}: the int{acc_bits} accumulator could overflow "
                                 "(|bias| + sum |w*x| does not fit; the compiler must prevent it)")

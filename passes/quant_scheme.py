@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from passes import observers
+
 
 @dataclass(frozen=True)
 class PowerOfTwo:
@@ -33,37 +35,32 @@ class PowerOfTwo:
 
 
 class PowerOfTwoScheme:
-    """Chooses exponents by minimizing the quantization MSE over a few candidates.
+    """Chooses power-of-two exponents with calibration recipes (passes/observers.py): `recipe`
+    for tensors, `weight_recipe` for weight rows (per output channel).
 
-    Starting from the smallest exponent that represents max|x| without clipping, it also tries
-    finer exponents that clip the rare large values but resolve the bulk better.
+    Both default to MSE (Quantize passes the recipe the user chose). MSE starts from the
+    smallest exponent that represents max|x| without clipping and also tries finer ones that
+    clip the rare large values but resolve the bulk better, keeping the least-error one.
     """
 
     name = "pow2"
-    search_depth = 4
 
-    def __init__(self, bits: int = 8):
+    def __init__(self, bits: int = 8, recipe: str = "mse", percentile: float = 99.99,
+                 weight_recipe: str = "mse"):
         self.bits = bits
-
-    def _qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1
+        self.recipe, self.weight_recipe = recipe, weight_recipe
+        self._choose = observers.observer(recipe, percentile)
 
     def no_clip_exp(self, max_abs: float) -> int:
-        if not np.isfinite(max_abs) or max_abs <= 0:
-            return 0
-        return int(math.ceil(math.log2(max_abs / self._qmax())))
+        return observers.no_clip_exponent(max_abs, self.bits)
 
-    def choose(self, samples: np.ndarray) -> PowerOfTwo:
-        x = np.asarray(samples, np.float64).reshape(-1)
-        top = self.no_clip_exp(float(np.max(np.abs(x))) if x.size else 0.0)
-        best, best_err = PowerOfTwo(top, self.bits), math.inf
-        for e in range(top, top - self.search_depth - 1, -1):
-            q = PowerOfTwo(e, self.bits)
-            err = float(np.mean((q.fake_quant(x) - x) ** 2)) if x.size else 0.0
-            if err < best_err:
-                best, best_err = q, err
-        return best
+    def choose(self, samples: np.ndarray, bits: int | None = None) -> PowerOfTwo:
+        """The exponent of one tensor (at `bits`, default the scheme's) from its samples."""
+        bits = self.bits if bits is None else bits
+        return PowerOfTwo(self._choose(samples, bits), bits)
 
-    def choose_per_channel(self, w: np.ndarray) -> list[PowerOfTwo]:
+    def choose_per_channel(self, w: np.ndarray, bits: int | None = None) -> list[PowerOfTwo]:
         """One exponent per output channel (axis 0)."""
-        return [self.choose(w[c]) for c in range(w.shape[0])]
+        bits = self.bits if bits is None else bits
+        return [PowerOfTwo(int(e), bits)
+                for e in observers.channel_exponents(w, bits, self.weight_recipe)]

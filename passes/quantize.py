@@ -1,7 +1,11 @@
 """Choose the quantization parameters of every activation and weight (contract §3).
 
-Activations get one exponent per tensor from the calibration values; Conv/Gemm weights one per
-output channel. Biases, shifts and tables are derived later from these in lowering.
+Activations get one exponent per tensor from the calibration values, by the calibration recipe
+(Options.calibration; passes/observers.py), at the tensor's bits (`tensor_bits`, default
+--bits). Conv/Gemm weights get one per output channel by WEIGHT_RECIPE, at the layer's weight
+bits (`weight_bits`). With bias correction (Options.bias_correction, passes/bias_correction.py)
+each weighted layer's expected weight-rounding error goes to `bias_corrections`, which lowering
+adds to the float bias. Biases, shifts and tables are derived later from these in lowering.
 """
 from __future__ import annotations
 
@@ -9,12 +13,16 @@ import numpy as np
 
 from compiler.context import CompileContext
 from compiler.errors import RillError
-from compiler.graph import node_label
+from compiler.graph import const_value, node_label
 from compiler.pass_manager import Pass
+from passes.bias_correction import MODES, correct_layer
+from passes.calibrate import throttled
+from passes.observers import DEFAULT_RECIPE, RECIPES, channel_exponents
 from passes.quant_rules import fixed_exponents, out_channel_weights, plan_recurrent
 from passes.quant_scheme import PowerOfTwoScheme
 
 WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
+WEIGHT_RECIPE = "mse"  # per output channel; measured against minmax in docs/quantization.md
 
 
 class Quantize(Pass):
@@ -23,22 +31,35 @@ class Quantize(Pass):
     ensures = frozenset({"quantized"})
 
     def run(self, ctx: CompileContext) -> bool:
-        scheme = PowerOfTwoScheme(ctx.options.bits)
+        opts = ctx.options
+        recipe = opts.calibration or DEFAULT_RECIPE
+        if recipe not in RECIPES:
+            raise RillError(f"calibration={recipe!r}: choose one of {', '.join(RECIPES)}")
+        if opts.bias_correction not in MODES:
+            raise RillError(f"bias_correction={opts.bias_correction!r}: choose one of "
+                            f"{', '.join(MODES)}")
+        scheme = PowerOfTwoScheme(opts.bits, recipe, opts.percentile, WEIGHT_RECIPE)
+        tensor_bits = ctx.facts.get("tensor_bits", {})
+        weight_bits = ctx.facts.get("weight_bits", {})
+        report = throttled(ctx.progress)
         samples = ctx.facts["calibration"]
         exps: dict[str, int] = {}
-        for name, values in samples.items():
+        for i, (name, values) in enumerate(samples.items()):
             if values.size and not np.all(np.isfinite(values)):
                 raise RillError(f"tensor '{name}' takes non-finite values (NaN/Inf) on the "
                                 "calibration data; check the model's weights and the data")
-            exps[name] = scheme.choose(values).exp
+            exps[name] = scheme.choose(values, tensor_bits.get(name, opts.bits)).exp
+            report(f"quantize: {recipe} exponents of {i + 1}/{len(samples)} tensors")
+        weighted = [n for n in ctx.graph.nodes if n.op in WEIGHTED_OPS]
         weight_exps: dict[str, np.ndarray] = {}
-        for node in ctx.graph.nodes:
-            if node.op not in WEIGHTED_OPS:
-                continue
+        for node in weighted:
             w = out_channel_weights(node)
             if not np.all(np.isfinite(w)):
                 raise RillError(f"{node_label(node)}: weights contain NaN or Inf")
-            weight_exps[node.name] = np.array([q.exp for q in scheme.choose_per_channel(w)], np.int32)
+            weight_exps[node.name] = channel_exponents(
+                w, weight_bits.get(node.name, opts.bits), WEIGHT_RECIPE)
+        ctx.facts["bias_corrections"], ctx.facts["bias_correction_mse"] = bias_corrections(
+            ctx, weighted, exps, weight_exps, report)
         ctx.facts["recurrent_plans"] = {n.name: plan_recurrent(n, ctx, exps[n.inputs[0].name])
                                          for n in ctx.graph.nodes if n.op in ("GRU", "LSTM")}
         exps.update(fixed_exponents(ctx.graph, ctx.facts))
@@ -46,3 +67,36 @@ class Quantize(Pass):
         ctx.facts["exponents"] = exps
         ctx.facts["weight_exponents"] = weight_exps
         return False
+
+
+def bias_corrections(ctx: CompileContext, weighted: list, exps: dict[str, int],
+                     weight_exps: dict[str, np.ndarray], report
+                     ) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
+    """Node name -> per-output-channel correction to add to the float bias (layers where
+    Options.bias_correction keeps one), and node name -> (output MSE without, with) for the
+    layers `auto` measured."""
+    setting = ctx.options.bias_correction
+    if setting == "off":
+        return {}, {}
+    # the offline graph's twin of each layer: its input is what calibration saw (the streaming
+    # layer reads a state window instead, with the padding moved into the state)
+    offline = {n.name: n for n in ctx.facts.get("offline_graph", ctx.graph).nodes
+               if n.op in WEIGHTED_OPS}
+    means, inputs = ctx.facts["layer_input_means"], ctx.facts["layer_inputs"]
+    tensor_bits = ctx.facts.get("tensor_bits", {})
+    weight_bits = ctx.facts.get("weight_bits", {})
+    corrections, measured = {}, {}
+    for i, node in enumerate(weighted):
+        twin = offline[node.name]
+        x = twin.inputs[0].name
+        correction, mse = correct_layer(
+            twin, const_value(twin.inputs[1]), weight_exps[node.name],
+            weight_bits.get(node.name, ctx.options.bits), ctx.options.target.rounding,
+            means[node.name], inputs[node.name], exps[x],
+            tensor_bits.get(x, ctx.options.bits), setting)
+        if correction is not None:
+            corrections[node.name] = correction
+        if mse is not None:
+            measured[node.name] = mse
+        report(f"quantize: bias correction of {i + 1}/{len(weighted)} layers")
+    return corrections, measured

@@ -12,8 +12,11 @@ from compiler.pass_manager import PassManager
 from compiler.pipeline import float_passes
 from compiler.streams import chunks, from_physical, snr_db, stitch, to_physical
 from graphs import ctx_for, init, ints, model, node, rng, weights
+from passes import calibrate
+from passes.bias_correction import correct_layer
 from passes.calibrate import Calibrate
 from passes.lower_integer import LowerToInteger
+from passes.observers import DEFAULT_RECIPE, channel_exponents, observer
 from passes.propagate_qparams import PropagateQParams
 from passes.quantize import Quantize
 from runtime.reference.interpreter import run_stream
@@ -49,10 +52,10 @@ def calibration(n=24, seed=100):
     return rng(seed).standard_normal((n, 1, C, T)).astype(np.float32)
 
 
-def compile_ctx(m, *, chunk=1, offline=False, target="esp32p4", upto=None):
+def compile_ctx(m, *, chunk=1, offline=False, target="esp32p4", upto=None, calib=None, **opts):
     """Run the float pipeline, then the quantization passes (all, or up to the class `upto`)."""
     ctx = ctx_for(m, properties=set(), shapes=False, chunk=chunk, offline=offline,
-                  target=target, calib=calibration())
+                  target=target, calib=calibration() if calib is None else calib, **opts)
     PassManager(float_passes(offline)).run(ctx)
     for p in (Calibrate(), Quantize(), PropagateQParams(), LowerToInteger()):
         if upto is not None and isinstance(p, upto):
@@ -158,8 +161,8 @@ def test_lowered_program_structure():
     assert program.inputs == ["x"] and program.outputs == ["y"]
     assert program.rounding == "half_even"
     ops = [s.op for s in program.steps]
-    assert ops.count("conv1d_s8") == 1 and ops.count("add_s8") == 1
-    conv = next(s for s in program.steps if s.op == "conv1d_s8")
+    assert ops.count("conv1d") == 1 and ops.count("add") == 1
+    conv = next(s for s in program.steps if s.op == "conv1d")
     assert (conv.params["act_min"], conv.params["act_max"]) == (0, 127)  # the fused Relu
     assert conv.params["pad_l"] == 0 and conv.params["t_in"] == 2 + 2  # state frames + chunk
     assert conv.arrays["w"].dtype == np.int8 and conv.arrays["bias"].dtype == np.int32
@@ -227,3 +230,189 @@ def test_non_finite_calibration_values_name_the_tensor():
     ctx.facts["calibration"]["r"] = np.array([0.0, np.inf], np.float32)
     with pytest.raises(RillError, match="'r'"):
         PassManager([Quantize()]).run(ctx)
+
+
+# --------------------------------------------------------------------------- calibration recipes
+
+@pytest.mark.parametrize("recipe", ["minmax", "percentile", "kl", "mse"])
+def test_calibration_recipe_chooses_every_tensor_exponent(recipe):
+    ctx = compile_ctx(conv_relu_add_model(), upto=PropagateQParams, calibration=recipe,
+                      percentile=99.9)
+    choose = observer(recipe, 99.9)
+    samples, exps = ctx.facts["calibration"], ctx.facts["exponents"]
+    for name, values in samples.items():
+        assert exps[name] == choose(values, 8), name
+    assert ctx.facts["scheme"].recipe == recipe
+
+
+def test_minmax_never_clips_a_calibration_value():
+    ctx = compile_ctx(conv_relu_add_model(), upto=PropagateQParams, calibration="minmax")
+    for name, values in ctx.facts["calibration"].items():
+        assert np.max(np.abs(values)) <= 127 * 2.0 ** ctx.facts["exponents"][name], name
+
+
+def test_default_recipe_is_the_documented_one():
+    ctx = compile_ctx(conv_relu_add_model(), upto=PropagateQParams)
+    assert ctx.facts["scheme"].recipe == DEFAULT_RECIPE
+
+
+def test_unknown_recipe_is_an_error():
+    with pytest.raises(RillError, match="calibration='entropy'"):
+        compile_ctx(conv_relu_add_model(), upto=PropagateQParams, calibration="entropy")
+
+
+@pytest.mark.parametrize("recipe", ["minmax", "percentile", "kl", "mse"])
+def test_every_recipe_refuses_nan_naming_the_tensor(recipe):
+    ctx = compile_ctx(conv_relu_add_model(), upto=Quantize, calibration=recipe)
+    ctx.facts["calibration"]["r"] = np.array([0.5, np.nan], np.float32)
+    with pytest.raises(RillError, match="'r'.*NaN"):
+        PassManager([Quantize()]).run(ctx)
+
+
+def test_tensor_and_weight_bits_facts_choose_int16_exponents():
+    ctx = compile_ctx(conv_relu_add_model(), upto=Quantize)
+    PassManager([Quantize()]).run(ctx)
+    e8, w8 = dict(ctx.facts["exponents"]), ctx.facts["weight_exponents"]["conv"].copy()
+    ctx.facts["tensor_bits"] = {"r": 16}
+    ctx.facts["weight_bits"] = {"conv": 16}
+    PassManager([Quantize()]).run(ctx)
+    e16, w16 = ctx.facts["exponents"], ctx.facts["weight_exponents"]["conv"]
+    assert e8["r"] - 9 <= e16["r"] <= e8["r"] - 7  # int16: ~8 more fraction bits
+    assert all(e16[n] == e8[n] for n in e8 if n != "r")  # missing keys: options.bits
+    assert np.all((w8 - w16 >= 7) & (w8 - w16 <= 9))
+
+
+def test_calibration_keeps_the_extremes_when_it_subsamples(monkeypatch):
+    monkeypatch.setattr(calibrate, "MAX_SAMPLES_PER_TENSOR", 100)
+    data = calibration()
+    data[3, 0, 1, 5] = 40.0  # one large input value
+    ctx = compile_ctx(conv_relu_add_model(), upto=Quantize, calib=data)
+    x = ctx.facts["calibration"]["x"]
+    assert x.size == 100 and x.max() == 40.0 and x.min() == data.min()
+
+
+def test_calibration_collects_layer_input_means_and_samples():
+    data = calibration(n=20)
+    ctx = compile_ctx(window_head_model(), upto=Quantize, calib=data)
+    means, inputs = ctx.facts["layer_input_means"], ctx.facts["layer_inputs"]
+    assert set(means) == set(inputs) == {"conv", "fc"}
+    np.testing.assert_allclose(means["conv"], data.mean(axis=(0, 1, 3)), rtol=1e-5, atol=1e-6)
+    assert means["fc"].shape == (C * 3,)  # Gemm input [1, K]: one mean per K column
+    assert inputs["conv"].shape == (calibrate.LAYER_INPUT_SAMPLES, C, T)
+    assert inputs["fc"].shape == (calibrate.LAYER_INPUT_SAMPLES, C * 3)
+
+
+def test_long_calibration_reports_progress(monkeypatch):
+    monkeypatch.setattr(calibrate, "PROGRESS_SECONDS", 0.0)
+    ctx = ctx_for(conv_relu_add_model(), properties=set(), shapes=False, chunk=1,
+                  target="esp32p4", calib=calibration(n=5))
+    messages = []
+    ctx.progress = messages.append
+    PassManager(float_passes(False) + [Calibrate(), Quantize()]).run(ctx)
+    assert any("5/5 samples" in m for m in messages)
+    assert any("tensors" in m for m in messages)
+
+
+# --------------------------------------------------------------------------- bias correction
+
+def conv_model(w=None, b=None):
+    """x -> Conv(k=3, causal, bias) -> y: the layer alone."""
+    w = weights([C, C, 3], 11, scale=0.3) if w is None else w
+    b = np.zeros(C, np.float32) if b is None else b
+    return model([node("Conv", ["x", "w", "b"], ["y"], name="conv", kernel_shape=[3], pads=[2, 0])],
+                 [("x", [1, C, T])], [("y", None)], [init("w", w), init("b", b)])
+
+
+def offset_inputs(n, seed):
+    """Inputs with a large mean: a weight-rounding error then shifts every output frame."""
+    return (2.0 + 0.5 * rng(seed).standard_normal((n, 1, C, T))).astype(np.float32)
+
+
+def test_bias_correction_fact_structure():
+    ctx = compile_ctx(window_head_model(), calib=offset_inputs(24, 1), bias_correction="on",
+                      upto=PropagateQParams)
+    corr = ctx.facts["bias_corrections"]
+    assert set(corr) == {"conv", "fc"}
+    assert corr["conv"].shape == (C,) and corr["fc"].shape == (6,)
+    assert all(v.dtype == np.float64 and np.all(np.isfinite(v)) for v in corr.values())
+    off = compile_ctx(window_head_model(), calib=offset_inputs(24, 1), bias_correction="off",
+                      upto=PropagateQParams)
+    assert off.facts["bias_corrections"] == {}
+
+
+def test_bias_correction_is_minus_the_mean_weight_error():
+    data = offset_inputs(24, 1)
+    ctx = compile_ctx(conv_model(), calib=data, bias_correction="on", upto=PropagateQParams,
+                      offline=True)
+    w = conv_model().graph.initializer[0]
+    w = np.frombuffer(w.raw_data, np.float32).reshape(C, C, 3).astype(np.float64)
+    e = ctx.facts["weight_exponents"]["conv"].reshape(-1, 1, 1).astype(np.float64)
+    dw = np.clip(np.round(w / 2 ** e), -128, 127) * 2 ** e - w
+    mean = data.mean(axis=(0, 1, 3))
+    # the causal pad feeds zeros to the first 2 frames of tap 0 and the first frame of tap 1
+    taps = np.array([(T - 2) / T, (T - 1) / T, 1.0])
+    want = -np.einsum("oik,i,k->o", dw, mean, taps)
+    np.testing.assert_allclose(ctx.facts["bias_corrections"]["conv"], want, rtol=1e-4, atol=1e-9)
+
+
+def mean_output_error(ctx, m, xs):
+    """Per-channel mean (over inputs and frames) of the integer model's error against float."""
+    errs = [run_integer(ctx, x)[0] - run_model(m, {"x": x})["y"] for x in xs]
+    return np.mean(np.stack(errs), axis=(0, 1, 3))
+
+
+def test_bias_correction_shrinks_the_mean_output_error():
+    m = conv_model()
+    xs = offset_inputs(16, 2)  # held out, same distribution as the calibration data
+    errs = {mode: mean_output_error(compile_ctx(m, calib=offset_inputs(48, 1), offline=True,
+                                                bias_correction=mode), m, xs)
+            for mode in ("off", "on")}
+    assert np.sum(np.abs(errs["on"])) < 0.5 * np.sum(np.abs(errs["off"]))
+
+
+def test_auto_keeps_a_correction_only_where_it_lowers_the_layer_mse():
+    ctx = compile_ctx(window_head_model(), calib=offset_inputs(24, 1), bias_correction="auto",
+                      upto=PropagateQParams)
+    measured = ctx.facts["bias_correction_mse"]
+    assert set(measured) == {"conv", "fc"}
+    for name, (without, with_) in measured.items():
+        assert (name in ctx.facts["bias_corrections"]) == (with_ < without)
+
+
+def test_auto_drops_a_correction_from_wrong_statistics():
+    """A correction estimated from means the layer never sees makes its output worse."""
+    m = conv_model()
+    graph_node = compile_ctx(m, upto=Quantize, offline=True).graph.nodes[0]
+    w = np.asarray(graph_node.inputs[1].values)
+    exps = channel_exponents(w, 8, "mse")
+    inputs = rng(3).standard_normal((8, C, T)).astype(np.float32)  # zero mean
+    right, mse_right = correct_layer(graph_node, w, exps, 8, "half_even", inputs.mean(axis=(0, 2)),
+                                     inputs, -5, 8, "auto")
+    wrong, mse_wrong = correct_layer(graph_node, w, exps, 8, "half_even", np.full(C, 50.0),
+                                     inputs, -5, 8, "auto")
+    assert wrong is None and mse_wrong[1] > mse_wrong[0]
+    on, _ = correct_layer(graph_node, w, exps, 8, "half_even", np.full(C, 50.0), inputs, -5, 8, "on")
+    assert on is not None and np.all(np.isfinite(on))
+    assert mse_right[1] <= mse_right[0] * 1.001 or right is None
+
+
+def test_unknown_bias_correction_is_an_error():
+    with pytest.raises(RillError, match="bias_correction='sometimes'"):
+        compile_ctx(conv_relu_add_model(), upto=PropagateQParams, bias_correction="sometimes")
+
+
+def test_bias_correction_of_conv_transpose_and_groups():
+    """ConvTranspose weights are [c_in, c_out/g, k]: the correction is still one per output."""
+    w = weights([C, 1, 4], 12, scale=0.3)  # groups = C: depthwise upsampling by 2
+    m = model([node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", kernel_shape=[4],
+                    strides=[2], pads=[1, 1], group=C)],
+              [("x", [1, C, T])], [("y", None)], [init("w", w), init("b", np.zeros(C))])
+    ctx = compile_ctx(m, calib=offset_inputs(24, 1), bias_correction="on", offline=True,
+                      upto=PropagateQParams)
+    corr = ctx.facts["bias_corrections"]["up"]
+    e = ctx.facts["weight_exponents"]["up"].astype(np.float64)
+    dw = np.clip(np.round(w[:, 0, :] / 2 ** e[:, None]), -128, 127) * 2 ** e[:, None] - w[:, 0, :]
+    mean = ctx.facts["layer_input_means"]["up"]
+    # interior outputs of a stride-2, k=4 transpose conv get 2 of the 4 taps each
+    approx = -dw.sum(axis=1) * mean / 2
+    np.testing.assert_allclose(corr, approx, rtol=0.1, atol=1e-6)

@@ -90,8 +90,16 @@ def apply_qdq(model: onnx.ModelProto, plan: QDQPlan) -> onnx.ModelProto:
 
 
 def raise_opset(model: onnx.ModelProto, version: int) -> None:
-    """Raise the default domain's opset (the ops Rill handles keep their meaning from 18 to 21;
-    the later versions only add types and attributes with the old defaults)."""
+    """Raise the default domain's opset to `version` in place, converting ops whose meaning
+    changed on the way (e.g. ReduceMean's axes became an input at opset 18) with onnx's version
+    converter; Rill's own domains and the QDQ ops pass through unchanged."""
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), version)
+    if current < version:
+        try:
+            converted = onnx.version_converter.convert_version(model, version)
+            model.CopyFrom(converted)
+        except Exception:  # the converter refuses some graphs; the ops Rill handles mostly
+            pass           # keep their meaning, so fall back to raising the number only
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx"):
             opset.version = max(opset.version, version)

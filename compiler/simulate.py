@@ -10,7 +10,7 @@ from compiler.streams import chunks, from_physical, stitch, to_physical
 from passes.time_analysis import TimeInfo
 from runtime.ir import Program
 from runtime.reference.interpreter import run_stream
-from runtime.reference.kernels import dequantize_s8_f32, quantize_f32_s8
+from runtime.reference.kernels import dequantize, quantize
 
 
 @dataclass
@@ -35,12 +35,14 @@ class StreamLayout:
 
 def run_integer(program: Program, layout: StreamLayout, x: np.ndarray,
                 trace: Callable[[dict[str, np.ndarray]], None] | None = None) -> IntegerRun:
-    e_in = program.buffers[program.inputs[0]].exp
+    x_buf = program.buffers[program.inputs[0]]
+    e_in, in_bits = x_buf.exp, np.dtype(x_buf.dtype).itemsize * 8
     e_out = program.buffers[program.outputs[0]].exp
-    q_chunks = [quantize_f32_s8(to_physical(c, layout.input_info), exp=e_in, mode=program.rounding)
+    q_chunks = [quantize(to_physical(c, layout.input_info), exp=e_in, mode=program.rounding,
+                         out_bits=in_bits)
                 for c in chunks(x.astype(np.float32), layout.time_axis, layout.chunk)]
     q_out = run_stream(program, q_chunks, trace)
-    per_call = [from_physical(dequantize_s8_f32(q, exp=e_out), layout.output_shape, layout.output_info)
+    per_call = [from_physical(dequantize(q, exp=e_out), layout.output_shape, layout.output_info)
                 for q in q_out]
     return IntegerRun(np.stack(q_chunks), np.stack(q_out),
                       stitch(per_call, layout.per_frame,

@@ -1,6 +1,6 @@
 """Refine activation exponents for the model's output error, not each tensor's own error.
 
-Calibration picks every tensor's exponent from that tensor's values alone (clipping against
+Calibration picks every int8 tensor's exponent from that tensor's values alone (clipping against
 resolution, tensor by tensor). What matters is the output: a coarser exponent early may cost
 less than the clipping it avoids downstream, or the reverse. This pass does a coordinate descent
 over the exponent groups (tensors that share one exponent): each group tries one step finer
@@ -62,8 +62,14 @@ class RefineExponents(Pass):
         names = {v.name for v in model.graph.value_info} | \
             {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
         fixed = fixed_exponents(ctx.graph, facts)
+        bits = facts.get("tensor_bits", {})
+        # int16 tensors keep their calibrated range: their resolution is ample, and an exponent
+        # tuned to the calibration data would clip inputs slightly beyond it
         groups = [g for g in facts["exponent_groups"]
-                  if not any(m in fixed for m in g) and any(m in names for m in g)]
+                  if not any(m in fixed for m in g) and any(m in names for m in g)
+                  and all(bits.get(m, ctx.options.bits) == 8 for m in g)]
+        if not groups:
+            return False
         score = OutputSNR(model, ctx.options.calib[:MAX_SAMPLES])
         bits, mode = ctx.options.bits, ctx.options.target.rounding
         best = score(facts, bits, mode)

@@ -23,7 +23,7 @@ from conftest import run_cli
 from graphs import (ctx_for, explicit_state_model, gru_state_model, init, model, node, nodes_of,
                     op_types, run_pass, runnable, weights)
 from passes.streaming_cut import StreamingCut, is_per_call_model, streaming_metadata
-from test_streaming_models import run_c_float
+from compiler.measure import run_c_float
 
 C, CHUNK = 3, 4
 MIN_SNR_DB = 25.0

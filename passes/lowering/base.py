@@ -13,10 +13,6 @@ from passes.time_analysis import TimeInfo, physical_perm, physical_shape
 from runtime.ir import Buffer, Step
 from runtime.reference.kernels import round_to_int
 
-_LEGACY_INT8 = {"conv1d", "gemm", "add", "avgpool1d", "lut", "requant", "transpose", "maxpool1d",
-                "conv2d", "reduce", "softmax", "mask_frames", "conv_transpose1d", "gru", "lstm"}
-
-
 class LoweringBase:
     """Buffers, their precision and exponents, and the steps emitted so far."""
 
@@ -71,8 +67,6 @@ class LoweringBase:
         if op in ("copy", "transpose") and len({(b.exp, b.dtype) for b in moved}) > 1:
             raise AssertionError(f"{node_label(node)}: data movement between different exponents "
                                  "or precisions; the qparam propagation missed this op")
-        if op in _LEGACY_INT8:  # TODO(int16 kernels): drop once the family names land
-            op = f"{op}_s8"
         self.steps.append(Step(op, list(inputs), list(outputs), dict(params or {}),
                                dict(arrays or {}), node.name, int(macs)))
 

@@ -18,7 +18,9 @@ from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import clip_bounds, window_attrs
 from passes.quant_rules import SOFTMAX_EXP
+from passes.tables import lut_plan
 from passes.time_analysis import pad_value, physical_shape, reduce_axes
+from runtime.reference.kernels import softmax_plan
 
 
 class ElementwiseOps:
@@ -28,8 +30,8 @@ class ElementwiseOps:
         x, y = node.inputs[0], node.outputs[0]
         if node.op == "Clip" and clip_bounds(node) is None:
             raise RillError(f"{node_label(node)}: Clip bounds must be constant")
-        from passes.tables import int8_table  # TODO(int16 kernels): lut_plan
-        params, arrays = {}, dict(table=int8_table(node, self.exp(x), self.exp(y), self.mode))
+        params, arrays = lut_plan(node, self.exp(x), self.exp(y), self.tensor_bits(x),
+                                  self.tensor_bits(y), self.mode)
         self.emit(node, "lut", [self.buffer(x)], [self.buffer(y)],
                   dict(params, n=int(np.prod(static_shape(y)))), arrays)
 
@@ -114,8 +116,8 @@ class ElementwiseOps:
         if self.exp(y) != SOFTMAX_EXP[self.tensor_bits(y)]:
             raise AssertionError("softmax output exponent must be fixed by quantization")
         cols = shape[axis]
-        from runtime.reference.kernels import softmax_table  # TODO(int16 kernels): softmax_plan
-        params, arrays = dict(out_bits=7), dict(table=softmax_table(self.exp(x), self.mode))
+        params, arrays = softmax_plan(self.exp(x), self.tensor_bits(x), self.tensor_bits(y),
+                                      self.mode)
         self.emit(node, "softmax", [self.buffer(x)], [self.buffer(y)],
                   dict(params, rows=int(np.prod(shape)) // cols, cols=cols), arrays)
 

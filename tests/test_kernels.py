@@ -190,7 +190,8 @@ def _group_kind(rng, c_max: int = 7) -> tuple[int, int, int]:
 
 def conv1d_shapes(rng) -> dict:
     groups, c_in, c_out = _group_kind(rng, 9)
-    kernel, dilation, stride = int(rng.integers(1, 6)), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    kernel, dilation = int(rng.integers(1, 6)), int(rng.integers(1, 5))
+    stride = int(rng.integers(1, 4))
     pad_l = int(rng.integers(0, dilation * (kernel - 1) + 2))
     pad_r = int(rng.integers(0, dilation * (kernel - 1) + 2))
     field = dilation * (kernel - 1) + 1
@@ -1380,8 +1381,9 @@ def test_quantize_dequantize(drivers, types, mode):
             assert np.all(want[v == np.inf] == hi) and np.all(want[v == -np.inf] == lo)
         cases.append((f"quantize_f32_{variant_suffix(types)} exp={exp}",
                       (("quantize", types), [x.size, exp, 0], [x], DTYPE[bits], x.size), want))
-        q = np.unique(np.concatenate([np.arange(lo, lo + 300), np.arange(-300, 300),
-                                      np.arange(hi - 300, hi + 1)]).clip(lo, hi)).astype(DTYPE[bits])
+        q = np.concatenate([np.arange(lo, lo + 300), np.arange(-300, 300),
+                            np.arange(hi - 300, hi + 1)])
+        q = np.unique(q.clip(lo, hi)).astype(DTYPE[bits])
         want_d = ref.dequantize(q, exp=exp)
         if abs(exp) <= 100:
             assert_same(want_d, np.array([float(Fraction(int(i)) * Fraction(2) ** exp)
@@ -1816,7 +1818,8 @@ def test_every_variant_compiles_strict(tmp_path):
 
 def test_rounding_macro_required(tmp_path):
     c = tmp_path / "k.c"
-    c.write_text(kernel_header("rill", [("requant", S8)]) + kernel_sources([("requant", S8)], "rill"))
+    variants = [("requant", S8)]
+    c.write_text(kernel_header("rill", variants) + kernel_sources(variants, "rill"))
     proc = compile_c(CC, [*STRICT, "-c", str(c), "-o", str(tmp_path / "x.o")], tmp_path)
     assert proc.returncode != 0 and "RILL_ROUNDING" in proc.stderr
 

@@ -302,8 +302,10 @@ def conv1d(x, w, bias, shift, *, t_in: int, c_in: int, c_out: int, kernel: int, 
     t_out = _out_len(t_in + pad_l + pad_r, dilation * (kernel - 1) + 1, stride)
     if t_out == 0:
         return np.zeros((0, c_out), dtype=_DTYPES[ob])
-    dot = lambda xv, wv: _conv1d_acc(xv, wv, t_out=t_out, stride=stride, dilation=dilation,  # noqa: E731
-                                     groups=groups, pad_l=pad_l, pad_r=pad_r)
+    def dot(xv, wv):
+        return _conv1d_acc(xv, wv, t_out=t_out, stride=stride, dilation=dilation, groups=groups,
+                           pad_l=pad_l, pad_r=pad_r)
+
     acc = _accumulate(dot, xf.reshape(t_in, c_in), wf.reshape(c_out, kernel, cg), b, acc_bits,
                       lambda v: v[None, :], "conv1d")
     return _sat_act(round_shift(acc, sh[None, :], mode), ob, act_min, act_max, "conv1d")
@@ -364,10 +366,11 @@ def conv2d(x, w, bias, shift, *, t_in: int, f_in: int, c_in: int, c_out: int, ke
     b, acc_bits = _bias(bias, c_out, "conv2d")
     sh = _shift(shift, c_out, "conv2d")
     ob = _out_bits(out_bits, xb, "conv2d")
-    dot = lambda xv, wv: _conv2d_acc(  # noqa: E731
-        xv, wv, groups=groups, stride_t=stride_t, stride_f=stride_f, dilation_t=dilation_t,
-        dilation_f=dilation_f, pad_t_l=pad_t_l, pad_t_r=pad_t_r, pad_f_l=pad_f_l,
-        pad_f_r=pad_f_r)
+    def dot(xv, wv):
+        return _conv2d_acc(xv, wv, groups=groups, stride_t=stride_t, stride_f=stride_f,
+                           dilation_t=dilation_t, dilation_f=dilation_f, pad_t_l=pad_t_l,
+                           pad_t_r=pad_t_r, pad_f_l=pad_f_l, pad_f_r=pad_f_r)
+
     acc = _accumulate(dot, xf.reshape(t_in, c_in, f_in), wf.reshape(c_out, kernel_t, kernel_f, cg),
                       b, acc_bits, lambda v: v[None, :, None], "conv2d")
     return _sat_act(round_shift(acc, sh[None, :, None], mode), ob, act_min, act_max, "conv2d")
@@ -411,8 +414,10 @@ def conv_transpose1d(x, w, bias, shift, *, t_in: int, c_in: int, c_out: int, ker
     ob = _out_bits(out_bits, xb, "conv_transpose1d")
     t_out = max(0, (t_in - 1) * stride - pad_l - pad_r + dilation * (kernel - 1)
                 + output_padding + 1)
-    dot = lambda xv, wv: _conv_transpose1d_acc(xv, wv, t_out=t_out, stride=stride,  # noqa: E731
-                                               dilation=dilation, groups=groups, pad_l=pad_l)
+    def dot(xv, wv):
+        return _conv_transpose1d_acc(xv, wv, t_out=t_out, stride=stride, dilation=dilation,
+                                     groups=groups, pad_l=pad_l)
+
     acc = _accumulate(dot, xf.reshape(t_in, c_in), wf.reshape(c_out, kernel, cg), b, acc_bits,
                       lambda v: v[None, :], "conv_transpose1d")
     return _sat_act(round_shift(acc, sh[None, :], mode), ob, act_min, act_max,

@@ -11,9 +11,12 @@ onnxruntime on inputs the calibration never saw:
 SNR is pooled over the held-out inputs: 10*log10(sum ref^2 / sum (ref - q)^2).
 
     .venv/bin/python bench/quant/calibration_methods.py [--recipes mse,kl] [--bias off,on,auto]
-        [--models tcn,upsampler] [--bits 8] [--weights mse,minmax] [--json out.json]
+        [--refine on,off] [--models tcn,upsampler] [--bits 8] [--weights mse,minmax]
+        [--json out.json]
 
-`--weights` compares the per-channel weight exponent rules (passes.quantize.WEIGHT_RECIPE).
+`--weights` compares the per-channel weight exponent rules (passes.quantize.WEIGHT_RECIPE);
+`--refine off` measures the recipe's exponents alone, without the refine-exponents pass (output-
+SNR coordinate descent that starts from them).
 Prints one row per model and one column per (recipe, bias correction), plus the mean.
 """
 from __future__ import annotations
@@ -61,12 +64,15 @@ def cases(work: Path) -> dict[str, tuple[Path, np.ndarray, np.ndarray]]:
 
 
 def held_out_snr(path: Path, calib: np.ndarray, heldout: np.ndarray, *, calibration: str,
-                 bias_correction: str, bits: int = 8, target: str = "esp32p4") -> float:
-    """Compile `path` (passes only) and return the int8 output SNR on `heldout` in dB."""
+                 bias_correction: str, refine: bool = True, bits: int = 8,
+                 target: str = "esp32p4") -> float:
+    """Compile `path` (passes only) and return the int8 output SNR on `heldout` in dB.
+    `refine=False` skips the refine-exponents pass (the recipe's exponents alone)."""
     options = Options(target=get_target(target), bits=bits, calib=calib, verify=False,
                       calibration=calibration, bias_correction=bias_correction)
     _, graph = load_graph(path, options, [], lambda s: None)
     ctx = CompileContext(graph, options, source=path)
+    ctx.facts["skip_refine"] = not refine
     shape = tuple(time_series_input(graph, {i for i, _ in options.state_pairs}).shape)
     options.calib = prepare_calibration(options.calib, shape, "calib", ctx.warn)
     comp = Compilation(ctx)
@@ -83,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--bias", default=",".join(BIAS_MODES))
+    ap.add_argument("--refine", default="on,off",
+                    help="with and/or without the refine-exponents pass (on,off)")
     ap.add_argument("--weights", default=None,
                     help="weight exponent rules to compare (default: the compiler's)")
     ap.add_argument("--models", default=None, help="comma-separated subset")
@@ -92,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     recipes, modes = args.recipes.split(","), args.bias.split(",")
     weight_rules = args.weights.split(",") if args.weights else [quantize.WEIGHT_RECIPE]
-    columns = [(r, b, w) for w in weight_rules for r in recipes for b in modes]
+    refines = [r == "on" for r in args.refine.split(",")]
+    columns = [(r, b, w, f) for f in refines for w in weight_rules for r in recipes for b in modes]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as work:
         all_cases = cases(Path(work))
@@ -100,24 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         for name in wanted:
             path, calib, heldout = all_cases[name]
             row = results.setdefault(name, {})
-            for recipe, mode, rule in columns:
+            for recipe, mode, rule, refine in columns:
                 quantize.WEIGHT_RECIPE = rule
                 start = time.perf_counter()
                 snr = held_out_snr(path, calib, heldout, calibration=recipe, bias_correction=mode,
-                                   bits=args.bits, target=args.target)
-                key = label(recipe, mode, rule, len(weight_rules) > 1)
+                                   refine=refine, bits=args.bits, target=args.target)
+                key = label(recipe, mode, rule, len(weight_rules) > 1, refine)
                 row[key] = snr
                 print(f"  {name:18s} {key:24s} {snr:7.2f} dB  ({time.perf_counter() - start:.1f} s)",
                       file=sys.stderr, flush=True)
-    keys = [label(r, b, w, len(weight_rules) > 1) for r, b, w in columns]
+    keys = [label(r, b, w, len(weight_rules) > 1, f) for r, b, w, f in columns]
     print(table(results, keys))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 
-def label(recipe: str, mode: str, rule: str, with_rule: bool) -> str:
-    return f"{recipe}/bc-{mode}" + (f"/w-{rule}" if with_rule else "")
+def label(recipe: str, mode: str, rule: str, with_rule: bool, refine: bool) -> str:
+    return (f"{recipe}/bc-{mode}" + (f"/w-{rule}" if with_rule else "")
+            + ("" if refine else "/no-refine"))
 
 
 def table(results: dict[str, dict[str, float]], keys: list[str]) -> str:

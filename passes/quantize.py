@@ -3,7 +3,8 @@
 Activations get one exponent per tensor from the calibration values, by the calibration recipe
 (Options.calibration; passes/observers.py), at the tensor's bits (`tensor_bits`, default
 --bits). Conv/Gemm weights get one per output channel by WEIGHT_RECIPE, at the layer's weight
-bits (`weight_bits`). With bias correction (Options.bias_correction, passes/bias_correction.py)
+bits (`weight_bits`), unless a QDQ model gave them (ImportQDQ's `given_weight_exponents`, while
+the weights are still the ones it quantized). With bias correction (Options.bias_correction, passes/bias_correction.py)
 each weighted layer's expected weight-rounding error goes to `bias_corrections`, which lowering
 adds to the float bias. Biases, shifts and tables are derived later from these in lowering.
 """
@@ -17,6 +18,7 @@ from compiler.graph import const_value, node_label
 from compiler.pass_manager import Pass
 from passes.bias_correction import MODES, correct_layer
 from passes.calibrate import throttled
+from passes.import_qdq import honored_weight_exponents
 from passes.observers import DEFAULT_RECIPE, RECIPES, channel_exponents
 from passes.quant_rules import fixed_exponents, out_channel_weights, plan_recurrent
 from passes.quant_scheme import PowerOfTwoScheme
@@ -51,13 +53,21 @@ class Quantize(Pass):
             exps[name] = scheme.choose(values, tensor_bits.get(name, opts.bits)).exp
             report(f"quantize: {recipe} exponents of {i + 1}/{len(samples)} tensors")
         weighted = [n for n in ctx.graph.nodes if n.op in WEIGHTED_OPS]
+        given, stale = honored_weight_exponents(ctx.graph, ctx.facts)  # from a QDQ model
+        for name in stale:
+            ctx.warn(f"layer '{name}': the model's own weight quantization no longer applies (a "
+                     "fusion such as a folded BatchNorm changed its weights); Rill chose its "
+                     "weight exponents itself")
         weight_exps: dict[str, np.ndarray] = {}
         for node in weighted:
             w = out_channel_weights(node)
             if not np.all(np.isfinite(w)):
                 raise RillError(f"{node_label(node)}: weights contain NaN or Inf")
-            weight_exps[node.name] = channel_exponents(
-                w, weight_bits.get(node.name, opts.bits), WEIGHT_RECIPE)
+            if node.name in given:
+                weight_exps[node.name] = np.asarray(given[node.name], np.int32).reshape(-1)
+            else:
+                weight_exps[node.name] = channel_exponents(
+                    w, weight_bits.get(node.name, opts.bits), WEIGHT_RECIPE)
         ctx.facts["bias_corrections"], ctx.facts["bias_correction_mse"] = bias_corrections(
             ctx, weighted, exps, weight_exps, report)
         ctx.facts["recurrent_plans"] = {n.name: plan_recurrent(n, ctx, exps[n.inputs[0].name])

@@ -18,6 +18,7 @@ from passes.calibrate import Calibrate
 from passes.lower_integer import LowerToInteger
 from passes.observers import DEFAULT_RECIPE, channel_exponents, observer
 from passes.propagate_qparams import PropagateQParams
+from passes.quant_rules import out_channel_weights
 from passes.quantize import Quantize
 from runtime.reference.interpreter import run_stream
 from runtime.reference.kernels import dequantize_s8_f32, quantize_f32_s8
@@ -416,3 +417,30 @@ def test_bias_correction_of_conv_transpose_and_groups():
     # interior outputs of a stride-2, k=4 transpose conv get 2 of the 4 taps each
     approx = -dw.sum(axis=1) * mean / 2
     np.testing.assert_allclose(corr, approx, rtol=0.1, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- QDQ models
+
+def test_weight_exponents_given_by_a_qdq_model_are_kept():
+    from test_pass_import_qdq import int16_qdq_model
+    m, made = int16_qdq_model()
+    ctx = ctx_for(m, properties=set(), shapes=False, offline=True, calib=calibration(8))
+    PassManager(float_passes(True) + [Calibrate(), Quantize()]).run(ctx)
+    np.testing.assert_array_equal(ctx.facts["weight_exponents"]["conv"], made["e_w"])
+    assert not ctx.warnings
+    # the weights are on their grid: nothing for bias correction to correct
+    np.testing.assert_allclose(ctx.facts["bias_corrections"].get("conv", np.zeros(C)), 0.0)
+
+
+def test_stale_given_weight_exponents_are_rechosen_with_a_warning():
+    from test_pass_import_qdq import int16_qdq_model
+    m, made = int16_qdq_model()
+    ctx = ctx_for(m, properties=set(), shapes=False, offline=True, calib=calibration(8))
+    PassManager(float_passes(True) + [Calibrate()]).run(ctx)
+    conv = next(n for n in ctx.graph.nodes if n.name == "conv")
+    conv.inputs[1].values = np.asarray(conv.inputs[1].values) * 3.0  # as a folded BatchNorm would
+    PassManager([Quantize()]).run(ctx)
+    w = out_channel_weights(conv)
+    np.testing.assert_array_equal(ctx.facts["weight_exponents"]["conv"],
+                                  channel_exponents(w, 16, "mse"))
+    assert any("'conv'" in msg and "weight" in msg for msg in ctx.warnings)

@@ -1,7 +1,7 @@
 """Exponent rules that do not come from calibration ranges.
 
-Some tensors have an exponent fixed by what they mean rather than by their range: softmax
-probabilities (in [0, 1], exponent -7), the 0/1 "valid frame" flags of the streaming cut
+Some tensors have an exponent fixed by what they mean rather than by their range alone: softmax
+probabilities (in [0, 1]: exponent -7 at most, finer when calibration shows smaller values), the 0/1 "valid frame" flags of the streaming cut
 (exponent 0), and a recurrent layer's hidden state and outputs (chosen by its quantization plan).
 Propagation gives a tie group its fixed member's exponent instead of the coarsest one.
 """
@@ -16,6 +16,14 @@ from compiler.errors import RillError
 from passes.quantize_recurrent import E_H, plan_gru, plan_lstm
 
 SOFTMAX_EXP = {8: -7, 16: -15}  # by output bits: q = round(p * 2^(bits-1)), saturated
+SOFTMAX_FINEST_EXP = -16  # the softmax kernel's out_frac is at most 16
+
+
+def softmax_exponent(calibrated: int | None, bits: int) -> int:
+    """Probabilities are in [0, 1]: at most -(bits - 1), finer when the calibration data shows
+    they stay smaller (a 10-class output rarely exceeds 0.25: two more bits of resolution)."""
+    top = SOFTMAX_EXP[bits]
+    return top if calibrated is None else max(min(calibrated, top), SOFTMAX_FINEST_EXP)
 
 # Ops that move values without arithmetic: input and output share one exponent and one precision
 # (the streaming Concat of a state and its new frames included).
@@ -66,7 +74,8 @@ def fixed_exponents(graph: gs.Graph, facts: dict) -> dict[str, int]:
     for node in graph.nodes:
         if node.op == "Softmax":
             y = node.outputs[0].name
-            fixed[y] = SOFTMAX_EXP[facts.get("tensor_bits", {}).get(y, 8)]
+            fixed[y] = facts.get("softmax_exponents", {}).get(
+                y, SOFTMAX_EXP[facts.get("tensor_bits", {}).get(y, 8)])
         if node.op in ("GRU", "LSTM"):
             fixed.update(recurrent_exponents(node, facts.get("recurrent_plans", {}).get(node.name)))
     return fixed

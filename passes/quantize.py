@@ -20,7 +20,8 @@ from passes.bias_correction import MODES, correct_layer
 from passes.calibrate import throttled
 from passes.import_qdq import honored_weight_exponents
 from passes.observers import DEFAULT_RECIPE, RECIPES, channel_exponents, no_clip_exponent
-from passes.quant_rules import fixed_exponents, out_channel_weights, plan_recurrent
+from passes.quant_rules import (fixed_exponents, out_channel_weights, plan_recurrent,
+                                 softmax_exponent)
 from passes.quant_scheme import PowerOfTwoScheme
 
 WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
@@ -86,6 +87,10 @@ class Quantize(Pass):
             ctx, weighted, exps, weight_exps, report)
         ctx.facts["recurrent_plans"] = {n.name: plan_recurrent(n, ctx, exps[n.inputs[0].name])
                                          for n in ctx.graph.nodes if n.op in ("GRU", "LSTM")}
+        ctx.facts["softmax_exponents"] = {
+            n.outputs[0].name: softmax_exponent(exps.get(n.outputs[0].name),
+                                                tensor_bits.get(n.outputs[0].name, opts.bits))
+            for n in ctx.graph.nodes if n.op == "Softmax"}
         exps.update(fixed_exponents(ctx.graph, ctx.facts))
         ctx.facts["scheme"] = scheme
         ctx.facts["exponents"] = exps

@@ -7,7 +7,7 @@ Exponent rules (the output exponent comes from calibration unless fixed):
   sum is requantized once to e_out;
 - AveragePool / ReduceMean: the window sum divided by the count and by 2^(e_out - e_in) in one
   exactly rounded division; MaxPool/ReduceMax: the max requantized by e_out - e_in;
-- Softmax: e_out fixed at -(bits - 1) (probabilities in [0, 1]).
+- Softmax: e_out at most -(bits - 1) (probabilities in [0, 1]), finer when calibration allows.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import onnx_graphsurgeon as gs
 from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import clip_bounds, window_attrs
-from passes.quant_rules import SOFTMAX_EXP
+from passes.quant_rules import SOFTMAX_EXP, SOFTMAX_FINEST_EXP
 from passes.tables import lut_plan
 from passes.time_analysis import pad_value, physical_shape, reduce_axes
 from runtime.reference.kernels import softmax_plan
@@ -113,13 +113,14 @@ class ElementwiseOps:
         stored = [a for a in self.perm(x) if shape[a] != 1]
         if not stored or stored[-1] != axis:
             raise RillError(f"{node_label(node)}: Softmax must work along the innermost stored axis")
-        if self.exp(y) != SOFTMAX_EXP[self.tensor_bits(y)]:
+        if not SOFTMAX_FINEST_EXP <= self.exp(y) <= SOFTMAX_EXP[self.tensor_bits(y)]:
             raise AssertionError("softmax output exponent must be fixed by quantization")
         cols = shape[axis]
         params, arrays = softmax_plan(self.exp(x), self.tensor_bits(x), self.tensor_bits(y),
                                       self.mode)
         self.emit(node, "softmax", [self.buffer(x)], [self.buffer(y)],
-                  dict(params, rows=int(np.prod(shape)) // cols, cols=cols), arrays)
+                  dict(params, rows=int(np.prod(shape)) // cols, cols=cols,
+                       out_frac=-self.exp(y)), arrays)
 
     def mask_frames(self, node: gs.Node) -> None:
         x, flags, y = node.inputs[0], node.inputs[1], node.outputs[0]

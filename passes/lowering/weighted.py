@@ -68,6 +68,12 @@ class WeightedOps:
         self.ctx.facts.setdefault("accumulator_bits", {})[node.name] = 64 if wide else 32
         return qw, qb.astype(np.int64 if wide else np.int32), shift.astype(np.int8)
 
+    def quantized_layer(self, node: gs.Node, w: np.ndarray, x: gs.Tensor, y: gs.Tensor):
+        """`weights` of the node (bias input 2, zeros when absent) and its activation bounds."""
+        b = const_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name \
+            else np.zeros(w.shape[0], np.float32)
+        return (*self.weights(node, w, b, x, y), *self.activation_bounds(node, y))
+
     def conv(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         if len(static_shape(x)) == 4:
@@ -76,9 +82,7 @@ class WeightedOps:
             raise RillError(f"{node_label(node)}: only 1-D and 2-D convolutions have kernels")
         a = window_attrs(node)
         w = const_value(node.inputs[1])
-        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
-        qw, qb, shift = self.weights(node, w, b, x, y)
-        lo, hi = self.activation_bounds(node, y)
+        qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
         _, c_in, t_in = static_shape(x)
         c_out, _, k = w.shape
         t_out = static_shape(y)[2]
@@ -93,9 +97,7 @@ class WeightedOps:
     def gemm(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         w = const_value(node.inputs[1])
-        b = const_value(node.inputs[2])
-        qw, qb, shift = self.weights(node, w, b, x, y)
-        lo, hi = self.activation_bounds(node, y)
+        qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
         m, k = static_shape(x)
         n = w.shape[0]
         self.emit(node, "gemm", [self.buffer(x)], [self.buffer(y)],
@@ -109,9 +111,7 @@ class WeightedOps:
             raise RillError(f"{node_label(node)}: a 2-D convolution needs time on the last axis")
         a = window_attrs(node)
         w = const_value(node.inputs[1])
-        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
-        qw, qb, shift = self.weights(node, w, b, x, y)
-        lo, hi = self.activation_bounds(node, y)
+        qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
         _, c_in, f_in, t_in = static_shape(x)
         c_out, cg, kf, kt = w.shape
         _, _, f_out, t_out = static_shape(y)
@@ -132,9 +132,7 @@ class WeightedOps:
         a = window_attrs(node)
         groups = int(node.attrs.get("group", 1))
         w = out_channel_weights(node)  # [c_out, k, c_in/groups]
-        b = const_value(node.inputs[2]) if len(node.inputs) > 2 else np.zeros(w.shape[0], np.float32)
-        qw, qb, shift = self.weights(node, w, b, x, y)
-        lo, hi = self.activation_bounds(node, y)
+        qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
         _, c_in, t_in = static_shape(x)
         c_out, k, cg = w.shape
         out_pad = [int(v) for v in node.attrs.get("output_padding", [0])]

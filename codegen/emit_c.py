@@ -9,7 +9,7 @@ from codegen.kernel_library import (function_name, kernel_header, kernel_sources
                                     program_variants, quantize_names)
 from codegen.memory_plan import ArenaPlan
 from codegen.names import c_identifier, comment
-from runtime.ir import Program, Step, canonical_step
+from runtime.ir import Program, Step
 from runtime.reference.kernels import PARAMS_FIELDS
 
 C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t"}
@@ -169,7 +169,6 @@ int {p}_selftest(void);
         return f"arena + {offset}" if ctype == "int8_t" else f"({ctype} *)(arena + {offset})"
 
     def step_constants(self, index: int, step: Step) -> tuple[str, dict[str, str]]:
-        step = canonical_step(step)
         base = c_identifier(f"l{index}_{step.name or step.op}", self.used)
         decls, names = [], {}
         c_types = {**C_TYPES, "int64": "int64_t"}  # int64: the bias of a wide accumulator
@@ -191,7 +190,6 @@ int {p}_selftest(void);
         return "\n".join(decls), names
 
     def call(self, step: Step, names: dict[str, str]) -> str:
-        step = canonical_step(step)
         ins = [self.pointer(n) for n in step.inputs]
         out = self.pointer(step.outputs[0])
         if step.op == "copy":

@@ -23,7 +23,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from runtime.ir import Buffer, Program, Step, canonical_step
+from runtime.ir import Buffer, Program, Step
 
 C_DIR = Path(__file__).resolve().parent.parent / "runtime" / "c"
 
@@ -117,7 +117,6 @@ def kernel_types(step: Step, buffers: Mapping[str, Buffer]) -> KernelTypes:
     """The variant a step needs: x from its first input buffer, x2 from the second (add only;
     mask_frames flags are always int8), w from its weights' dtype, acc from its bias's dtype,
     y from its first output buffer."""
-    step = canonical_step(step)
     spec = FAMILIES.get(step.op)
     if spec is None:
         raise ValueError(f"step op {step.op!r} is not a kernel family")
@@ -154,7 +153,6 @@ def program_variants(program: Program) -> set[tuple[str, KernelTypes]]:
     API at the input and output types."""
     variants = set()
     for step in program.steps:
-        step = canonical_step(step)
         if step.op in FAMILIES:
             variants.add((step.op, kernel_types(step, program.buffers)))
     for name in program.inputs + program.outputs:

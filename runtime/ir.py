@@ -7,7 +7,7 @@ the reference and the C code index memory the same way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -77,35 +77,3 @@ class Program:
     def state_bytes(self) -> int:
         """Bytes kept between calls (contract §3: the frames of every state pair)."""
         return sum(self.buffers[s.buffer].nbytes for s in self.states)
-
-
-#: Transitional: the step ops of the int8-only library -> their kernel families. Every consumer
-#: goes through `canonical_step`; delete both once nothing produces the old names.
-LEGACY_OPS = {
-    "conv1d_s8": "conv1d", "gemm_s8": "gemm", "add_s8": "add", "avgpool1d_s8": "avgpool1d",
-    "lut_s8": "lut", "requant_s8": "requant", "transpose_s8": "transpose", "gru_s8": "gru",
-    "lstm_s8": "lstm", "maxpool1d_s8": "maxpool1d", "conv2d_s8": "conv2d", "reduce_s8": "reduce",
-    "softmax_s8": "softmax", "mask_frames_s8": "mask_frames",
-    "conv_transpose1d_s8": "conv_transpose1d",
-}
-
-_LEGACY_SOFTMAX_SCALE = 20  # softmax_s8's 256-entry table held exp * 2^20
-
-
-def canonical_step(step: Step) -> Step:
-    """`step` with its kernel family as op. A legacy step is converted with the same numerics:
-    lut_s8 gets frac_bits 0; softmax_s8 (params rows, cols, out_bits; a 256-entry exp table)
-    gets the family's params (out_frac = out_bits, lo_bits 8, hi_len 1, scale_bits 20) and a
-    table whose one-entry high part is 2^20, so that e = table[d] as before."""
-    family = LEGACY_OPS.get(step.op)
-    if family is None:
-        return step
-    params, arrays = dict(step.params), dict(step.arrays)
-    if family == "lut":
-        params.setdefault("frac_bits", 0)
-    if family == "softmax" and "out_bits" in params:
-        params = dict(rows=params["rows"], cols=params["cols"], out_frac=params["out_bits"],
-                      lo_bits=8, hi_len=1, scale_bits=_LEGACY_SOFTMAX_SCALE)
-        arrays["table"] = np.append(np.asarray(arrays["table"], np.int32).reshape(-1),
-                                    np.int32(1 << _LEGACY_SOFTMAX_SCALE))
-    return replace(step, op=family, params=params, arrays=arrays)

@@ -1417,9 +1417,7 @@ def test_quantize_examples():
     # exp = -2: q = x * 4
     assert ref.quantize(np.float32([0.125, 0.375, 8191.875]), exp=-2, mode="half_even",
                         out_bits=16).tolist() == [0, 2, 32767]
-    assert ref.quantize_f32_s8(x, exp=0, mode="half_up").tolist() == \
-        ref.quantize(x, exp=0, mode="half_up", out_bits=8).tolist()
-    assert ref.dequantize_s8_f32(np.array([3, -4]), exp=-1).tolist() == [1.5, -2.0]
+    assert ref.dequantize(np.array([3, -4], np.int8), exp=-1).tolist() == [1.5, -2.0]
 
 
 # --------------------------------------------------------- round_shift / round_div / round_to_int
@@ -1586,43 +1584,28 @@ def test_interpreter_dispatches_families_with_output_types():
         assert_same(mem[out], want, f"interpreter {step.op}")
 
 
-def test_legacy_ops_run_as_before():
-    """The old int8 op names still run (runtime/ir.py LEGACY_OPS, canonical_step), with their
-    numerics: softmax_s8's 256-entry table and params give e = table[max - x] exactly."""
-    from runtime.ir import LEGACY_OPS, Step, canonical_step
+def test_int8_softmax_step_is_the_int8_spec():
+    """An int8 softmax step as the lowering emits it (softmax_plan, out_frac from the output's
+    exponent: 7, or finer when calibration allows) gives e = lo[max - x] exactly."""
+    from runtime.ir import Step
     from runtime.reference.interpreter import _run_step
-    assert set(LEGACY_OPS.values()) <= set(FAMILIES)
     rng = np.random.default_rng(16100)
     x = rand_int(rng, (5, 12), 8)
     for exp_in in (-6, -3, 0):
         for mode in MODES:
-            table = ref.softmax_table(exp_in, mode)
-            step = Step("softmax_s8", ["x"], ["y"], dict(rows=5, cols=12, out_bits=7),
-                        dict(table=table))
-            mem = _mem(x=x.reshape(-1), y=np.zeros(60, np.int8))
-            _run_step(step, mem, mode)
-            want = np.zeros((5, 12), np.int64)  # the int8-only spec, literally
-            for r in range(5):
-                e = [int(table[int(x[r].max()) - int(v)]) for v in x[r]]
-                for j in range(12):
-                    want[r, j] = sat(exact_round(Fraction(e[j] * 128, sum(e)), mode), 8)
-            assert_same(mem["y"], want, f"legacy softmax_s8 {exp_in} {mode}")
-            canon = canonical_step(step)
-            assert canon.op == "softmax" and canon.arrays["table"].size == 257
-            assert canonical_step(canon) is canon
-    w, b, s = rand_int(rng, (3, 12), 8), np.array([1, 2, 3], np.int32), np.array([6, 7, 8])
-    for old, new in (("gemm_s8", "gemm"), ("lut_s8", "lut")):
-        if new == "gemm":
-            p, a = dict(m=5, k=12, n=3, act_min=-128, act_max=127), dict(w=w, bias=b, shift=s)
-        else:
-            p, a = dict(n=60), dict(table=rand_int(rng, 256, 8))
-        outs = []
-        for op in (old, new):
-            step = Step(op, ["x"], ["y"], dict(p, frac_bits=0) if op == "lut" else p, a)
-            mem = _mem(x=x.reshape(-1), y=np.zeros(60 if new == "lut" else 15, np.int8))
-            _run_step(step, mem, "half_even")
-            outs.append(mem["y"])
-        assert_same(outs[0], outs[1], old)
+            for out_frac in (7, 9):
+                params, arrays = ref.softmax_plan(exp_in, 8, 8, mode)
+                step = Step("softmax", ["x"], ["y"],
+                            dict(params, rows=5, cols=12, out_frac=out_frac), arrays)
+                mem = _mem(x=x.reshape(-1), y=np.zeros(60, np.int8))
+                _run_step(step, mem, mode)
+                table = arrays["table"]
+                want = np.zeros((5, 12), np.int64)  # the int8 spec, literally
+                for r in range(5):
+                    e = [int(table[int(x[r].max()) - int(v)]) for v in x[r]]
+                    for j in range(12):
+                        want[r, j] = sat(exact_round(Fraction(e[j] << out_frac, sum(e)), mode), 8)
+                assert_same(mem["y"], want, f"int8 softmax {exp_in} {mode} {out_frac}")
 
 
 # ------------------------------------------------------------------- variants and codegen
@@ -1650,9 +1633,9 @@ def test_kernel_types_from_steps():
     conv = Step("conv1d", ["a16"], ["b16"], {}, dict(w=np.zeros(2, np.int8),
                                                      bias=np.zeros(1, np.int64)))
     assert kernel_types(conv, buf) == T(16, 16, w=8, acc=64)
-    legacy = Step("gemm_s8", ["a8"], ["f8"], {}, dict(w=np.zeros(2, np.int8),
-                                                      bias=np.zeros(1, np.int32)))
-    assert variant_suffix(kernel_types(legacy, buf)) == "s8"
+    gemm = Step("gemm", ["a8"], ["f8"], {}, dict(w=np.zeros(2, np.int8),
+                                                 bias=np.zeros(1, np.int32)))
+    assert variant_suffix(kernel_types(gemm, buf)) == "s8"
     assert kernel_types(Step("add", ["a8", "b16"], ["b16"]), buf) == T(8, 16, x2=16)
     assert kernel_types(Step("mask_frames", ["a16", "f8"], ["a16"]), buf) == T(16, 16)
     assert kernel_types(Step("requant", ["a16"], ["a8"]), buf) == T(16, 8)

@@ -21,7 +21,7 @@ from passes.propagate_qparams import PropagateQParams
 from passes.quant_rules import out_channel_weights
 from passes.quantize import Quantize
 from runtime.reference.interpreter import run_stream
-from runtime.reference.kernels import dequantize_s8_f32, quantize_f32_s8
+from runtime.reference.kernels import dequantize, quantize
 
 C, T = 4, 16
 INT64_MAX = np.iinfo(np.int64).max
@@ -74,11 +74,12 @@ def run_integer(ctx, x):
     x_info, y_info = info.get(program.inputs[0]), info.get(program.outputs[0])
     e_in = program.buffers[program.inputs[0]].exp
     e_out = program.buffers[program.outputs[0]].exp
-    q_in = [quantize_f32_s8(to_physical(c, x_info), exp=e_in, mode=program.rounding)
+    q_in = [quantize(to_physical(c, x_info), exp=e_in, mode=program.rounding,
+                     out_bits=np.dtype(program.buffers[program.inputs[0]].dtype).itemsize * 8)
             for c in chunks(x, 2, chunk)]
     q_out = run_stream(program, q_in)
     out_shape = static_shape(ctx.graph.tensors()[program.outputs[0]])
-    per_call = [from_physical(dequantize_s8_f32(q, exp=e_out), out_shape, y_info) for q in q_out]
+    per_call = [from_physical(dequantize(q, exp=e_out), out_shape, y_info) for q in q_out]
     return stitch(per_call, per_frame, 2), q_out
 
 

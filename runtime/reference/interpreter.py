@@ -5,7 +5,7 @@ from typing import Callable
 
 import numpy as np
 
-from runtime.ir import Program, Step, canonical_step
+from runtime.ir import Program, Step
 from runtime.reference import kernels as K
 from runtime.reference import recurrent as R
 
@@ -39,7 +39,6 @@ _ONE_INPUT = ("avgpool1d", "maxpool1d", "reduce", "requant")
 def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     """One step on `mem` (flat arrays of the buffers' dtypes): the reference kernel of the
     step's family, with out_bits from the output buffer's dtype."""
-    step = canonical_step(step)
     p, a, family = step.params, step.arrays, step.op
     ins = [mem[n] for n in step.inputs]
     out = step.outputs[0]

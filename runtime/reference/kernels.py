@@ -544,19 +544,6 @@ def dequantize(x, *, exp: int, n: int | None = None) -> np.ndarray:
         return (xa.astype(np.float32) * scale).astype(np.float32)
 
 
-def quantize_f32_s8(x, *, exp: int, mode: str, n: int | None = None) -> np.ndarray:
-    """Transitional name of `quantize(..., out_bits=8)` (callers outside runtime/ still use it)."""
-    return quantize(x, exp=exp, mode=mode, out_bits=8, n=n)
-
-
-def dequantize_s8_f32(x, *, exp: int, n: int | None = None) -> np.ndarray:
-    """Transitional name of `dequantize` (accepts any integer array, as it always did)."""
-    xa = np.asarray(x)
-    if xa.dtype not in (np.int8, np.int16):
-        xa = xa.astype(np.int16)
-    return dequantize(xa, exp=exp, n=n)
-
-
 # ------------------------------------------------------------------------ pooling, reductions
 
 def _mul_pow2(v: np.ndarray, s: int, what: str) -> np.ndarray:

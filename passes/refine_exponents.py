@@ -49,6 +49,14 @@ class OutputSNR:
         return snr_db(self.refs, np.concatenate([self.run(sess, x) for x in self.data]))
 
 
+def exponent_groups(facts: dict) -> list[list[str]]:
+    """Tensors that share one exponent: the propagation's tie groups, plus every other tensor
+    with an exponent on its own."""
+    groups = [list(g) for g in facts["exponent_groups"]]
+    tied = {m for g in groups for m in g}
+    return groups + [[t] for t in sorted(facts["exponents"]) if t not in tied]
+
+
 class RefineExponents(Pass):
     name = "refine-exponents"
     requires = frozenset({"qparams-propagated"})
@@ -65,7 +73,7 @@ class RefineExponents(Pass):
         bits = facts.get("tensor_bits", {})
         # int16 tensors keep their calibrated range: their resolution is ample, and an exponent
         # tuned to the calibration data would clip inputs slightly beyond it
-        groups = [g for g in facts["exponent_groups"]
+        groups = [g for g in exponent_groups(facts)
                   if not any(m in fixed for m in g) and any(m in names for m in g)
                   and all(bits.get(m, ctx.options.bits) == 8 for m in g)]
         if not groups:

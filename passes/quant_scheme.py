@@ -38,17 +38,19 @@ class PowerOfTwoScheme:
     """Chooses power-of-two exponents with calibration recipes (passes/observers.py): `recipe`
     for tensors, `weight_recipe` for weight rows (per output channel).
 
-    Both default to MSE (Quantize passes the recipe the user chose). MSE starts from the
+    Tensors default to `observers.default_exponent` (MSE at int8, the range with margin at
+    int16), weights to MSE; Quantize passes the recipe the user chose. MSE starts from the
     smallest exponent that represents max|x| without clipping and also tries finer ones that
     clip the rare large values but resolve the bulk better, keeping the least-error one.
     """
 
     name = "pow2"
 
-    def __init__(self, bits: int = 8, recipe: str = "mse", percentile: float = 99.99,
+    def __init__(self, bits: int = 8, recipe: str | None = None, percentile: float = 99.99,
                  weight_recipe: str = "mse"):
         self.bits = bits
-        self.recipe, self.weight_recipe = recipe, weight_recipe
+        # the recipe's name; None (the default) is DEFAULT_RECIPE at int8, the margin at int16
+        self.recipe, self.weight_recipe = recipe or observers.DEFAULT_RECIPE, weight_recipe
         self._choose = observers.observer(recipe, percentile)
 
     def no_clip_exp(self, max_abs: float) -> int:

@@ -1,11 +1,12 @@
 """Choose the quantization parameters of every activation and weight (contract §3).
 
 Activations get one exponent per tensor from the calibration values, by the calibration recipe
-(Options.calibration; passes/observers.py), at the tensor's bits (`tensor_bits`, default
+(Options.calibration, else observers.default_exponent: MSE at int8, the range with margin at
+int16; passes/observers.py), at the tensor's bits (`tensor_bits`, default
 --bits). Conv/Gemm weights get one per output channel by WEIGHT_RECIPE, at the layer's weight
 bits (`weight_bits`), unless a QDQ model gave them (ImportQDQ's `given_weight_exponents`, while
-the weights are still the ones it quantized). With bias correction (Options.bias_correction, passes/bias_correction.py)
-each weighted layer's expected weight-rounding error goes to `bias_corrections`, which lowering
+the weights are still the ones it quantized). With bias correction (Options.bias_correction,
+passes/bias_correction.py) each weighted layer's expected weight-rounding error goes to `bias_corrections`, which lowering
 adds to the float bias. Biases, shifts and tables are derived later from these in lowering.
 """
 from __future__ import annotations
@@ -19,25 +20,12 @@ from compiler.pass_manager import Pass
 from passes.bias_correction import MODES, correct_layer
 from passes.calibrate import throttled
 from passes.import_qdq import honored_weight_exponents
-from passes.observers import DEFAULT_RECIPE, RECIPES, channel_exponents, no_clip_exponent
-from passes.quant_rules import (fixed_exponents, out_channel_weights, plan_recurrent,
-                                 softmax_exponent)
+from passes.observers import RECIPES, channel_exponents
+from passes.quant_rules import (WEIGHTED_OPS, fixed_exponents, out_channel_weights,
+                                 plan_recurrent, softmax_exponent)
 from passes.quant_scheme import PowerOfTwoScheme
 
-WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
 WEIGHT_RECIPE = "mse"  # per output channel; measured against minmax in docs/quantization.md
-
-
-INT16_RANGE_MARGIN = 1.25
-
-
-def int16_exponent(values: np.ndarray) -> int:
-    """int16 activations: the calibration range with 25% of margin. At 16 bits resolution is
-    ample (~80-90 dB); what costs SNR is clipping values slightly beyond the calibration data
-    (new inputs reach them), so by default no range is traded for resolution, and a maximum
-    close to the top of its power-of-two range gets the next one (--calibration overrides)."""
-    top = float(np.max(np.abs(values))) if values.size else 0.0
-    return no_clip_exponent(top * INT16_RANGE_MARGIN, 16)
 
 
 class Quantize(Pass):
@@ -47,8 +35,8 @@ class Quantize(Pass):
 
     def run(self, ctx: CompileContext) -> bool:
         opts = ctx.options
-        recipe = opts.calibration or DEFAULT_RECIPE
-        if recipe not in RECIPES:
+        recipe = opts.calibration
+        if recipe is not None and recipe not in RECIPES:
             raise RillError(f"calibration={recipe!r}: choose one of {', '.join(RECIPES)}")
         if opts.bias_correction not in MODES:
             raise RillError(f"bias_correction={opts.bias_correction!r}: choose one of "
@@ -63,10 +51,8 @@ class Quantize(Pass):
             if values.size and not np.all(np.isfinite(values)):
                 raise RillError(f"tensor '{name}' takes non-finite values (NaN/Inf) on the "
                                 "calibration data; check the model's weights and the data")
-            bits = tensor_bits.get(name, opts.bits)
-            exps[name] = int16_exponent(values) if bits == 16 and not opts.calibration \
-                else scheme.choose(values, bits).exp
-            report(f"quantize: {recipe} exponents of {i + 1}/{len(samples)} tensors")
+            exps[name] = scheme.choose(values, tensor_bits.get(name, opts.bits)).exp
+            report(f"quantize: {recipe or 'default'} exponents of {i + 1}/{len(samples)} tensors")
         weighted = [n for n in ctx.graph.nodes if n.op in WEIGHTED_OPS]
         given, stale = honored_weight_exponents(ctx.graph, ctx.facts)  # from a QDQ model
         for name in stale:

@@ -206,3 +206,17 @@ def test_recipes_are_fast_on_a_million_values():
         observer(recipe)(x, 8)
         assert time.perf_counter() - start < 2.0, recipe
     assert math.isfinite(quant_mse(x, -4, 8))
+
+
+def test_default_is_mse_at_int8_and_the_range_with_margin_at_int16():
+    """int16 trades no range for resolution: a maximum in the top fifth of its power-of-two
+    range (0.45 of 0.5) gets the next range, one well inside it (0.3) keeps its own."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(4000)
+    assert obs.observer(None)(x, 8) == obs.mse_exponent(x, 8)
+    near_top = np.append(rng.uniform(-0.2, 0.2, 999), 0.45)
+    inside = np.append(rng.uniform(-0.2, 0.2, 999), 0.3)
+    for v in (near_top, inside):
+        assert obs.observer(None)(v, 16) == obs.margin_exponent(v, 16)
+    assert obs.margin_exponent(near_top, 16) == obs.minmax_exponent(near_top, 16) + 1
+    assert obs.margin_exponent(inside, 16) == obs.minmax_exponent(inside, 16)

@@ -64,7 +64,7 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
         "chunk_frames": iface.chunk_frames, "time_axis": time_axis,
         "latency_frames": iface.latency_frames,
         "macs_per_call": int(sum(s.macs for s in program.steps)),
-        "weight_bytes": int(sum(r["weight_bytes"] for r in layers)),
+        "weight_bytes": program.weight_bytes,
         "state_bytes": iface.state_bytes,
         "arena_bytes": plan.arena_bytes,
         "arena_lower_bound_bytes": plan.lower_bound_bytes,

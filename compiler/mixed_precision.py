@@ -53,9 +53,9 @@ class SearchResult:
                 "evaluations": self.evaluations, "steps": self.trace}
 
 
-def program_bytes(program: Program, weight_bytes: int) -> int:
+def program_bytes(program: Program) -> int:
     """Weights plus every activation buffer (what promotions make bigger)."""
-    return weight_bytes + sum(b.nbytes for b in program.buffers.values())
+    return program.weight_bytes + sum(b.nbytes for b in program.buffers.values())
 
 
 def noise(snr_db: float) -> float:

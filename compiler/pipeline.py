@@ -31,7 +31,7 @@ from compiler.simulate import StreamLayout, run_integer
 from runtime.ir import Program
 from compiler.state_pairs import resolve_state_pairs, time_series_name
 from compiler.streams import CALLS_PER_STREAM, aligned, call_streams, run_float_stream, snr_db, stitch
-from passes.assign_precision import WEIGHTED_OPS, AssignPrecision, layer_nodes
+from passes.assign_precision import AssignPrecision, layer_nodes
 from passes.calibrate import Calibrate
 from passes.fold_chomp import FoldChomp
 from passes.fold_constants import FoldConstants
@@ -45,11 +45,12 @@ from passes.import_qdq import ImportQDQ
 from passes.infer_shapes import InferShapes
 from passes.lower_integer import LowerToInteger
 from passes.propagate_qparams import PropagateQParams
+from passes.quant_rules import WEIGHTED_OPS
 from passes.quantize import Quantize
 from passes.refine_exponents import RefineExponents
 from passes.remove_identity import RemoveIdentity
-from passes.streaming_cut import (StreamingCut, is_per_call_model, streaming_metadata,
-                                  time_series_input)
+from passes.streaming_cut import (StreamingCut, is_per_call_model, state_input_names,
+                                  streaming_metadata, time_series_input)
 
 STREAM_TOLERANCE = 1e-5
 LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data suffices
@@ -165,22 +166,18 @@ class Compilation:
     def search_precision(self, snr: Callable[[Program], float]) -> SearchResult:
         """--snr-target: the cheapest measured set of int16 promotions reaching the target."""
         ctx = self.ctx
-        weights = lambda prog: sum(a.nbytes for st in prog.steps for a in st.arrays.values())
 
         def evaluate(config: list[Promotion]) -> Evaluation:
             prog = self.requantize(config)
-            return Evaluation(snr(prog), program_bytes(prog, weights(prog)))
+            return Evaluation(snr(prog), program_bytes(prog))
 
-        ctx.facts["skip_refine"] = True  # refine the chosen configuration only
-
-        layers = [n for n in layer_nodes(ctx.graph)]
-        candidates = [Promotion(t.name) for t in ctx.graph.inputs[:1]]
-        for n in layers:
-            candidates.append(Promotion(n.name))
-            if n.op in WEIGHTED_OPS:
-                candidates.append(Promotion(n.name, int8_weights=True))
+        layers = layer_nodes(ctx.graph)
+        x = time_series_input(ctx.graph, state_input_names(ctx.facts))
+        everything = [Promotion(x.name)] + [Promotion(n.name) for n in layers]
+        candidates = everything + [Promotion(n.name, int8_weights=True) for n in layers
+                                   if n.op in WEIGHTED_OPS]
         base = [Promotion(name) for name in ctx.options.int16_layers]
-        everything = [Promotion(n.name) for n in layers] + candidates[:1]
+        ctx.facts["skip_refine"] = True  # refine the chosen configuration only
         search = PrecisionSearch(evaluate, candidates, progress=ctx.progress)
         result = search.run(ctx.options.snr_target, base, everything)
         ctx.facts["skip_refine"] = False

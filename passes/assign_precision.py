@@ -18,9 +18,8 @@ import onnx_graphsurgeon as gs
 from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.pass_manager import Pass
-from passes.quant_rules import PASSIVE_OPS, tie_graph
+from passes.quant_rules import PASSIVE_OPS, WEIGHTED_OPS, tie_graph
 
-WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
 INT8_ONLY_OPS = {"GRU", "LSTM"}  # no int16 kernels yet: their tensors stay int8
 
 

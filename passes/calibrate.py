@@ -28,11 +28,11 @@ from compiler.context import CompileContext
 from compiler.graph import to_runnable
 from compiler.ort import session, with_all_outputs
 from compiler.pass_manager import Pass
+from passes.quant_rules import WEIGHTED_OPS
 from passes.streaming_cut import state_specs
 
 MAX_SAMPLES_PER_TENSOR = 1 << 20
 LAYER_INPUT_SAMPLES = 16  # enough to rank a layer's error with and without bias correction
-WEIGHTED_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"}
 PROGRESS_SECONDS = 2.0
 
 

@@ -25,6 +25,9 @@ def softmax_exponent(calibrated: int | None, bits: int) -> int:
     top = SOFTMAX_EXP[bits]
     return top if calibrated is None else max(min(calibrated, top), SOFTMAX_FINEST_EXP)
 
+# Ops with constant weights quantized per output channel (ai.rill Fused* included).
+WEIGHTED_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"})
+
 # Ops that move values without arithmetic: input and output share one exponent and one precision
 # (the streaming Concat of a state and its new frames included).
 PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Gather", "Transpose", "Squeeze", "Unsqueeze",

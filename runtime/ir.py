@@ -74,6 +74,11 @@ class Program:
         return self.buffers[name]
 
     @property
+    def weight_bytes(self) -> int:
+        """Bytes of the steps' constant arrays (weights, biases, shifts, tables): flash."""
+        return sum(int(a.nbytes) for step in self.steps for a in step.arrays.values())
+
+    @property
     def state_bytes(self) -> int:
         """Bytes kept between calls (contract §3: the frames of every state pair)."""
         return sum(self.buffers[s.buffer].nbytes for s in self.states)

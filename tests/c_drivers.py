@@ -8,9 +8,11 @@ Record format (native-endian int32): op nparams params[nparams] narrays (nbytes 
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
@@ -164,3 +166,13 @@ def run_records(exe: Path, records: list[bytes], sizes: list[int], what: str) ->
         pos += n
     assert pos == len(proc.stdout), f"{what} wrote an unexpected number of bytes"
     return out
+
+
+def exact_round(fr: Fraction, mode: str) -> int:
+    """The rounding spec read literally on an exact fraction: the expected values of the
+    "reference matches the spec" tests."""
+    f = math.floor(fr)
+    r = fr - f
+    if r > Fraction(1, 2) or (r == Fraction(1, 2) and (mode == "half_up" or f % 2 == 1)):
+        f += 1
+    return f

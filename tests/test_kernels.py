@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:  # so that plain `pytest` finds the runtime packag
     sys.path.insert(0, str(ROOT))
 
 from c_drivers import (MODES, STRICT, build_drivers, compile_c, dispatch_source,  # noqa: E402
-                       record, run_records)
+                       exact_round, record, run_records)
 from codegen.kernel_library import (FAMILIES, KernelTypes, check_types,  # noqa: E402
                                     function_name, instantiate, kernel_header, kernel_sources,
                                     kernel_types, program_variants, prototypes, variant_suffix)
@@ -146,14 +146,6 @@ def sat(v: int, bits: int, lo: int | None = None, hi: int | None = None) -> int:
     tlo, thi = trange(bits)
     v = min(max(v, tlo), thi)
     return min(max(v, tlo if lo is None else lo), thi if hi is None else hi)
-
-
-def exact_round(fr: Fraction, mode: str) -> int:
-    f = math.floor(fr)
-    r = fr - f
-    if r > Fraction(1, 2) or (r == Fraction(1, 2) and (mode == "half_up" or f % 2 == 1)):
-        f += 1
-    return f
 
 
 def other(mode: str) -> str:

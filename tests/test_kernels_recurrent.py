@@ -26,7 +26,8 @@ if str(ROOT) not in sys.path:
 
 from passes import quantize_recurrent as qr  # noqa: E402
 from runtime.reference import recurrent as ref  # noqa: E402
-from c_drivers import MODES, STRICT, build_drivers, compile_c, record, run_records  # noqa: E402
+from c_drivers import (MODES, STRICT, build_drivers, compile_c, exact_round,  # noqa: E402
+                       record, run_records)
 from codegen.kernel_library import (KernelTypes, instantiate, kernel_header,  # noqa: E402
                                     kernel_sources)
 from runtime.reference.kernels import quantize  # noqa: E402
@@ -281,14 +282,6 @@ def test_state_carried_across_calls(mode):
 
 
 # ---------------------------------------------------- reference vs the spec, read literally
-
-def exact_round(fr: Fraction, mode: str) -> int:
-    f = math.floor(fr)
-    r = fr - f
-    if r > Fraction(1, 2) or (r == Fraction(1, 2) and (mode == "half_up" or f % 2 == 1)):
-        f += 1
-    return f
-
 
 def rs(x: int, s: int, mode: str) -> int:
     return exact_round(Fraction(x, 2**s), mode) if s > 0 else x * 2**-s

@@ -17,6 +17,7 @@ out of int64) the reference raises `OverflowError`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -171,6 +172,27 @@ def _accumulate(dot: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarr
 
 # ----------------------------------------------------------------------------- rounding helpers
 
+@dataclass
+class _LayerOperands:
+    """The checked operands of a weighted kernel (conv1d, conv2d, conv_transpose1d, gemm)."""
+
+    x: np.ndarray  # int64, flat
+    w: np.ndarray  # int64, in the kernel's weight shape
+    bias: np.ndarray
+    acc_bits: int
+    shift: np.ndarray
+    out_bits: int
+
+
+def _layer_operands(x, w, bias, shift, x_size: int, w_shape: tuple[int, ...], c_out: int,
+                    out_bits: int | None, what: str) -> _LayerOperands:
+    xf, xb = _values(x, x_size, f"{what} x")
+    wf, _ = _values(w, int(np.prod(w_shape)), f"{what} w")
+    b, acc_bits = _bias(bias, c_out, what)
+    return _LayerOperands(xf, wf.reshape(w_shape), b, acc_bits, _shift(shift, c_out, what),
+                          _out_bits(out_bits, xb, what))
+
+
 def round_shift(x, s, mode: str) -> np.ndarray:
     """`x / 2^s` rounded with `mode`, exactly, for s > 0; `x * 2^-s` for s <= 0 (int64).
 
@@ -294,35 +316,31 @@ def conv1d(x, w, bias, shift, *, t_in: int, c_in: int, c_out: int, kernel: int, 
     _check_mode(mode)
     _conv_groups(c_in, c_out, groups, "conv1d")
     cg = c_in // groups
-    xf, xb = _values(x, t_in * c_in, "conv1d x")
-    wf, _ = _values(w, c_out * kernel * cg, "conv1d w")
-    b, acc_bits = _bias(bias, c_out, "conv1d")
-    sh = _shift(shift, c_out, "conv1d")
-    ob = _out_bits(out_bits, xb, "conv1d")
+    o = _layer_operands(x, w, bias, shift, t_in * c_in, (c_out, kernel, cg), c_out, out_bits,
+                        "conv1d")
     t_out = _out_len(t_in + pad_l + pad_r, dilation * (kernel - 1) + 1, stride)
     if t_out == 0:
-        return np.zeros((0, c_out), dtype=_DTYPES[ob])
+        return np.zeros((0, c_out), dtype=_DTYPES[o.out_bits])
+
     def dot(xv, wv):
         return _conv1d_acc(xv, wv, t_out=t_out, stride=stride, dilation=dilation, groups=groups,
                            pad_l=pad_l, pad_r=pad_r)
 
-    acc = _accumulate(dot, xf.reshape(t_in, c_in), wf.reshape(c_out, kernel, cg), b, acc_bits,
+    acc = _accumulate(dot, o.x.reshape(t_in, c_in), o.w, o.bias, o.acc_bits,
                       lambda v: v[None, :], "conv1d")
-    return _sat_act(round_shift(acc, sh[None, :], mode), ob, act_min, act_max, "conv1d")
+    return _sat_act(round_shift(acc, o.shift[None, :], mode), o.out_bits, act_min, act_max,
+                    "conv1d")
 
 
 def gemm(x, w, bias, shift, *, m: int, k: int, n: int, act_min: int, act_max: int, mode: str,
          out_bits: int | None = None) -> np.ndarray:
     """x [m][k], w [n][k], bias [n] int32/int64, shift [n] -> y [m][n] of out_bits."""
     _check_mode(mode)
-    xf, xb = _values(x, m * k, "gemm x")
-    wf, _ = _values(w, n * k, "gemm w")
-    b, acc_bits = _bias(bias, n, "gemm")
-    sh = _shift(shift, n, "gemm")
-    ob = _out_bits(out_bits, xb, "gemm")
-    acc = _accumulate(lambda xv, wv: xv @ wv.T, xf.reshape(m, k), wf.reshape(n, k), b, acc_bits,
+    o = _layer_operands(x, w, bias, shift, m * k, (n, k), n, out_bits, "gemm")
+    acc = _accumulate(lambda xv, wv: xv @ wv.T, o.x.reshape(m, k), o.w, o.bias, o.acc_bits,
                       lambda v: v[None, :], "gemm")
-    return _sat_act(round_shift(acc, sh[None, :], mode), ob, act_min, act_max, "gemm")
+    return _sat_act(round_shift(acc, o.shift[None, :], mode), o.out_bits, act_min, act_max,
+                    "gemm")
 
 
 def _conv2d_acc(x: np.ndarray, w: np.ndarray, *, groups: int, stride_t: int, stride_f: int,
@@ -361,19 +379,18 @@ def conv2d(x, w, bias, shift, *, t_in: int, f_in: int, c_in: int, c_out: int, ke
     _check_mode(mode)
     _conv_groups(c_in, c_out, groups, "conv2d")
     cg = c_in // groups
-    xf, xb = _values(x, t_in * c_in * f_in, "conv2d x")
-    wf, _ = _values(w, c_out * kernel_t * kernel_f * cg, "conv2d w")
-    b, acc_bits = _bias(bias, c_out, "conv2d")
-    sh = _shift(shift, c_out, "conv2d")
-    ob = _out_bits(out_bits, xb, "conv2d")
+    o = _layer_operands(x, w, bias, shift, t_in * c_in * f_in, (c_out, kernel_t, kernel_f, cg),
+                        c_out, out_bits, "conv2d")
+
     def dot(xv, wv):
         return _conv2d_acc(xv, wv, groups=groups, stride_t=stride_t, stride_f=stride_f,
                            dilation_t=dilation_t, dilation_f=dilation_f, pad_t_l=pad_t_l,
                            pad_t_r=pad_t_r, pad_f_l=pad_f_l, pad_f_r=pad_f_r)
 
-    acc = _accumulate(dot, xf.reshape(t_in, c_in, f_in), wf.reshape(c_out, kernel_t, kernel_f, cg),
-                      b, acc_bits, lambda v: v[None, :, None], "conv2d")
-    return _sat_act(round_shift(acc, sh[None, :, None], mode), ob, act_min, act_max, "conv2d")
+    acc = _accumulate(dot, o.x.reshape(t_in, c_in, f_in), o.w, o.bias, o.acc_bits,
+                      lambda v: v[None, :, None], "conv2d")
+    return _sat_act(round_shift(acc, o.shift[None, :, None], mode), o.out_bits, act_min, act_max,
+                    "conv2d")
 
 
 def _conv_transpose1d_acc(x: np.ndarray, w: np.ndarray, *, t_out: int, stride: int,
@@ -407,20 +424,18 @@ def conv_transpose1d(x, w, bias, shift, *, t_in: int, c_in: int, c_out: int, ker
     if min(pad_l, pad_r, output_padding) < 0:
         raise ValueError("conv_transpose1d: pads and output_padding must be >= 0")
     cg = c_in // groups
-    xf, xb = _values(x, t_in * c_in, "conv_transpose1d x")
-    wf, _ = _values(w, c_out * kernel * cg, "conv_transpose1d w")
-    b, acc_bits = _bias(bias, c_out, "conv_transpose1d")
-    sh = _shift(shift, c_out, "conv_transpose1d")
-    ob = _out_bits(out_bits, xb, "conv_transpose1d")
+    o = _layer_operands(x, w, bias, shift, t_in * c_in, (c_out, kernel, cg), c_out, out_bits,
+                        "conv_transpose1d")
     t_out = max(0, (t_in - 1) * stride - pad_l - pad_r + dilation * (kernel - 1)
                 + output_padding + 1)
+
     def dot(xv, wv):
         return _conv_transpose1d_acc(xv, wv, t_out=t_out, stride=stride, dilation=dilation,
                                      groups=groups, pad_l=pad_l)
 
-    acc = _accumulate(dot, xf.reshape(t_in, c_in), wf.reshape(c_out, kernel, cg), b, acc_bits,
+    acc = _accumulate(dot, o.x.reshape(t_in, c_in), o.w, o.bias, o.acc_bits,
                       lambda v: v[None, :], "conv_transpose1d")
-    return _sat_act(round_shift(acc, sh[None, :], mode), ob, act_min, act_max,
+    return _sat_act(round_shift(acc, o.shift[None, :], mode), o.out_bits, act_min, act_max,
                     "conv_transpose1d")
 
 

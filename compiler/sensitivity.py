@@ -42,6 +42,14 @@ class Layer:
     bias_elems: int
 
 
+@dataclass
+class Values:
+    """A tensor's calibration values (a sample when large) and the maximum of each input."""
+
+    sample: np.ndarray
+    maxima: np.ndarray
+
+
 def layer_sensitivity(offline_model: onnx.ModelProto, calib_inputs: np.ndarray | Feeds,
                       exponents: Mapping[str, int] | None = None,
                       weight_exponents: Mapping[str, np.ndarray] | None = None, *,
@@ -114,9 +122,10 @@ def init_elems(inits: Mapping[str, onnx.TensorProto], node: onnx.NodeProto, i: i
 
 
 def float_run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]
-              ) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, int]]:
+              ) -> tuple[list[np.ndarray], dict[str, Values], dict[str, int]]:
     """The float model's outputs per feed, every named tensor's values over all feeds (a
-    sample of them when there are many), and its number of elements."""
+    sample of them when there are many, with the maximum of each feed), and its number of
+    elements."""
     outs = [o.name for o in model.graph.output]
     sess = session(with_all_outputs(model, names))
     refs, parts = [], {n: [] for n in names}
@@ -130,11 +139,12 @@ def float_run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names:
     values = {}
     for n, p in parts.items():
         flat = np.concatenate(p)
-        values[n] = flat if flat.size <= MAX_VALUES else rng.choice(flat, MAX_VALUES, replace=False)
+        kept = flat if flat.size <= MAX_VALUES else rng.choice(flat, MAX_VALUES, replace=False)
+        values[n] = Values(kept, np.array([float(np.max(np.abs(v))) if v.size else 0.0 for v in p]))
     return refs, values, sizes
 
 
-def width_plan(model: onnx.ModelProto, values: dict[str, np.ndarray], width: int,
+def width_plan(model: onnx.ModelProto, values: dict[str, Values], width: int,
                exponents: Mapping[str, int], weight_exponents: Mapping[str, np.ndarray],
                tensor_bits: Mapping[str, int], weight_bits: Mapping[str, int], bits_default: int,
                mode: str) -> QDQPlan:
@@ -144,7 +154,8 @@ def width_plan(model: onnx.ModelProto, values: dict[str, np.ndarray], width: int
     acts = {}
     for name, v in values.items():
         given = name in exponents and tensor_bits.get(name, bits_default) == width
-        acts[name] = ActivationQ(int(exponents[name]) if given else scheme.choose(v).exp, width)
+        exp = int(exponents[name]) if given else scheme.choose(v.sample, maxima=v.maxima).exp
+        acts[name] = ActivationQ(exp, width)
     inits = {i.name: i for i in model.graph.initializer}
     weights = {}
     for node in model.graph.node:

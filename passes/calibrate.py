@@ -10,6 +10,8 @@ output (zeros at first).
 Facts written:
 - `calibration`: tensor name -> flat float32 values (at most MAX_SAMPLES_PER_TENSOR, always
   including the extremes, so a no-clip range is exact);
+- `calibration_maxima`: tensor name -> max|value| of each calibration sample (each call of a
+  per-call model): the spread of the maxima says how far new inputs may go beyond the data;
 - `calibration_sequences`: recurrent layer input -> whole sequences, in order;
 - `layer_input_means`: weighted node name -> per-input-channel mean of its input (axis 1 of
   the ONNX tensor: C of [N, C, ...], K of a Gemm's [M, K]), for bias correction;
@@ -128,6 +130,9 @@ class Calibrate(Pass):
         ctx.facts["calibration"] = {
             n: bounded_sample(np.concatenate(parts) if parts else np.zeros(0, np.float32),
                               MAX_SAMPLES_PER_TENSOR, rng)
+            for n, parts in collected.items()}
+        ctx.facts["calibration_maxima"] = {
+            n: np.array([float(np.max(np.abs(p))) if p.size else 0.0 for p in parts])
             for n, parts in collected.items()}
         ctx.facts["layer_input_means"] = {n: m.mean() for n, m in means.items() if m.count}
         ctx.facts["layer_inputs"] = {n: np.concatenate(v) for n, v in firsts.items() if v}

@@ -38,9 +38,9 @@ class PowerOfTwoScheme:
     """Chooses power-of-two exponents with calibration recipes (passes/observers.py): `recipe`
     for tensors, `weight_recipe` for weight rows (per output channel).
 
-    Tensors default to `observers.default_exponent` (MSE at int8, the range with margin at
-    int16), weights to MSE; Quantize passes the recipe the user chose. MSE starts from the
-    smallest exponent that represents max|x| without clipping and also tries finer ones that
+    Tensors default to `observers.default_exponent` (MSE at int8; at int16 the range with
+    headroom from the spread of the per-sample maxima), weights to MSE; Quantize passes the
+    recipe the user chose. MSE starts from the smallest exponent that represents max|x| without clipping and also tries finer ones that
     clip the rare large values but resolve the bulk better, keeping the least-error one.
     """
 
@@ -56,10 +56,12 @@ class PowerOfTwoScheme:
     def no_clip_exp(self, max_abs: float) -> int:
         return observers.no_clip_exponent(max_abs, self.bits)
 
-    def choose(self, samples: np.ndarray, bits: int | None = None) -> PowerOfTwo:
-        """The exponent of one tensor (at `bits`, default the scheme's) from its samples."""
+    def choose(self, samples: np.ndarray, bits: int | None = None,
+               maxima: np.ndarray | None = None) -> PowerOfTwo:
+        """The exponent of one tensor (at `bits`, default the scheme's) from its samples and,
+        where known, its per-calibration-sample maxima (the int16 default's headroom)."""
         bits = self.bits if bits is None else bits
-        return PowerOfTwo(self._choose(samples, bits), bits)
+        return PowerOfTwo(self._choose(samples, bits, maxima), bits)
 
     def choose_per_channel(self, w: np.ndarray, bits: int | None = None) -> list[PowerOfTwo]:
         """One exponent per output channel (axis 0)."""

@@ -1,8 +1,8 @@
 """Choose the quantization parameters of every activation and weight (contract §3).
 
 Activations get one exponent per tensor from the calibration values, by the calibration recipe
-(Options.calibration, else observers.default_exponent: MSE at int8, the range with margin at
-int16; passes/observers.py), at the tensor's bits (`tensor_bits`, default
+(Options.calibration, else observers.default_exponent: MSE at int8, the range with headroom
+from the per-sample maxima (`calibration_maxima`) at int16; passes/observers.py), at the tensor's bits (`tensor_bits`, default
 --bits). Conv/Gemm weights get one per output channel by WEIGHT_RECIPE, at the layer's weight
 bits (`weight_bits`), unless a QDQ model gave them (ImportQDQ's `given_weight_exponents`, while
 the weights are still the ones it quantized). With bias correction (Options.bias_correction,
@@ -46,12 +46,14 @@ class Quantize(Pass):
         weight_bits = ctx.facts.get("weight_bits", {})
         report = throttled(ctx.progress)
         samples = ctx.facts["calibration"]
+        maxima = ctx.facts.get("calibration_maxima", {})
         exps: dict[str, int] = {}
         for i, (name, values) in enumerate(samples.items()):
             if values.size and not np.all(np.isfinite(values)):
                 raise RillError(f"tensor '{name}' takes non-finite values (NaN/Inf) on the "
                                 "calibration data; check the model's weights and the data")
-            exps[name] = scheme.choose(values, tensor_bits.get(name, opts.bits)).exp
+            exps[name] = scheme.choose(values, tensor_bits.get(name, opts.bits),
+                                        maxima.get(name)).exp
             report(f"quantize: {recipe or 'default'} exponents of {i + 1}/{len(samples)} tensors")
         weighted = [n for n in ctx.graph.nodes if n.op in WEIGHTED_OPS]
         given, stale = honored_weight_exponents(ctx.graph, ctx.facts)  # from a QDQ model

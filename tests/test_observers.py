@@ -208,9 +208,10 @@ def test_recipes_are_fast_on_a_million_values():
     assert math.isfinite(quant_mse(x, -4, 8))
 
 
-def test_default_is_mse_at_int8_and_the_range_with_margin_at_int16():
-    """int16 trades no range for resolution: a maximum in the top fifth of its power-of-two
-    range (0.45 of 0.5) gets the next range, one well inside it (0.3) keeps its own."""
+def test_default_is_mse_at_int8_and_the_range_with_margin_at_int16_without_maxima():
+    """Without per-sample maxima (or too few to have a spread) int16 keeps 25% margin: a
+    maximum in the top fifth of its power-of-two range (0.45 of 0.5) gets the next range, one
+    well inside it (0.3) keeps its own."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal(4000)
     assert obs.observer(None)(x, 8) == obs.mse_exponent(x, 8)
@@ -218,5 +219,27 @@ def test_default_is_mse_at_int8_and_the_range_with_margin_at_int16():
     inside = np.append(rng.uniform(-0.2, 0.2, 999), 0.3)
     for v in (near_top, inside):
         assert obs.observer(None)(v, 16) == obs.margin_exponent(v, 16)
+        few = np.full(obs.MIN_MAXIMA - 1, 0.2)
+        assert obs.observer(None)(v, 16, few) == obs.margin_exponent(v, 16)
     assert obs.margin_exponent(near_top, 16) == obs.minmax_exponent(near_top, 16) + 1
     assert obs.margin_exponent(inside, 16) == obs.minmax_exponent(inside, 16)
+
+
+def test_int16_headroom_follows_the_spread_of_the_per_sample_maxima():
+    """Every sample reaching the same maximum (a bounded activation) needs no headroom even at
+    the top of its range; maxima that spread widely get the next range, since new inputs
+    will go beyond the calibration maximum."""
+    rng = np.random.default_rng(7)
+    x = np.append(rng.uniform(-0.3, 0.3, 4000), 0.49)  # range 0.5 at e = -16
+    tight = 0.49 - rng.uniform(0.0, 0.002, 64)
+    spread = rng.uniform(0.2, 0.49, 64)
+    e = obs.minmax_exponent(x, 16)
+    assert obs.observer(None)(x, 16, tight) == e
+    assert obs.observer(None)(x, 16, spread) == e + 1
+    assert obs.gumbel_scale(np.full(10, 3.0)) == 0.0
+    # well inside its range nothing moves, whatever the spread
+    inside = x * 0.6
+    assert obs.observer(None)(inside, 16, spread * 0.6) == obs.minmax_exponent(inside, 16)
+    # the explicit recipes ignore the maxima; int8 stays MSE
+    assert obs.observer("minmax")(x, 16, spread) == e
+    assert obs.observer(None)(x, 8, spread) == obs.mse_exponent(x, 8)

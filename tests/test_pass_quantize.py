@@ -304,6 +304,16 @@ def test_calibration_collects_layer_input_means_and_samples():
     assert inputs["fc"].shape == (calibrate.LAYER_INPUT_SAMPLES, C * 3)
 
 
+def test_calibration_keeps_each_samples_maximum_for_the_int16_headroom():
+    data = calibration(n=12)
+    ctx = compile_ctx(conv_relu_add_model(), upto=Quantize, calib=data)
+    maxima = ctx.facts["calibration_maxima"]
+    np.testing.assert_allclose(maxima["x"], np.abs(data).reshape(12, -1).max(axis=1))
+    assert set(maxima) == set(ctx.facts["calibration"])
+    for name, values in ctx.facts["calibration"].items():
+        assert maxima[name].shape == (12,) and maxima[name].max() == np.abs(values).max()
+
+
 def test_long_calibration_reports_progress(monkeypatch):
     monkeypatch.setattr(calibrate, "PROGRESS_SECONDS", 0.0)
     ctx = ctx_for(conv_relu_add_model(), properties=set(), shapes=False, chunk=1,

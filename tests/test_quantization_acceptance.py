@@ -2,9 +2,10 @@
 
 The tutorial TCN (examples/tcn/make_tcn.py, seeded random weights), 64 standard-normal
 calibration inputs and 20 held-out inputs from the same distribution:
-- int8 output SNR >= 28 dB on both targets; int16: the issue asks >= 80 dB, Rill reaches about
-  76 dB today (ESP-PPQ: about 68.5 dB on the same data, `make bench-quant`), so this test guards
-  the level reached (INT16_FLOOR_DB) until the goal is met;
+- int8 output SNR >= 28 dB on both targets; int16: the issue asks >= 80 dB, Rill reaches 77.5 dB
+  (esp32p4) and 76.8 dB (esp32s3), about the per-tensor power-of-two limit of this model (78.7 dB
+  with ranges that knew the held-out data: docs/quantization.md; ESP-PPQ: about 68.5 dB on the
+  same data, `make bench-quant`), so this test guards the level reached (INT16_FLOOR_DB);
 - --snr-target 35 gives a mixed model that meets 35 dB on the calibration data for fewer added
   bytes (weights + activations) than making every layer int16.
 """
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT / "examples" / "tcn"))
 from make_tcn import build_tcn, make_calib  # noqa: E402
 
 HELD_OUT_SEED = 12345
-INT16_FLOOR_DB = 74.0  # issue 4's goal is 80 dB: not met yet
+INT16_FLOOR_DB = 76.0  # issue 4's goal is 80 dB: not met (see the module docstring)
 GOALS_DB = {8: 28.0, 16: INT16_FLOOR_DB}
 
 

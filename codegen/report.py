@@ -54,7 +54,7 @@ def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
 def build_report(*, name: str, target: str, bits: int, program: Program, plan: ArenaPlan,
                  iface: ModelInterface, snr: float, layer_snr: dict[str, float], offline: bool,
                  states: list[dict], time_axis: int, layout, warnings: list[str], verification: dict,
-                 passes: list[dict], requantizations: list[str],
+                 passes: list[dict], requantizations: list[dict],
                  mixed_precision: dict | None = None, sensitivity: list[dict] = (),
                  qdq_import: list[dict] = ()) -> dict:
     layers = layer_rows(program, layer_snr)
@@ -136,7 +136,11 @@ def precision_sections(r: dict) -> list[str]:
     lines += ["", "## Precision", "",
               f"- int16 layers: {', '.join(f'`{n}`' for n in p['int16_layers']) or 'none'}",
               f"- int64 accumulators: "
-              f"{', '.join(f'`{n}`' for n in p['int64_accumulator_layers']) or 'none'}"]
+              f"{', '.join(f'`{n}`' for n in p['int64_accumulator_layers']) or 'none'}",
+              f"- requantized Concat inputs: {len(r.get('requantizations', []))}"]
+    lines += [f"  - `{q['tensor']}` into `{q['node']}`: int{q['from_bits']} 2^{q['from_exp']} -> "
+              f"int{q['to_bits']} 2^{q['to_exp']} ({q['reason']})"
+              for q in r.get("requantizations", [])]
     m = r.get("mixed_precision")
     if m:
         lines += [f"- --snr-target {m['target_db']} dB: reached {m['achieved_db']} dB with "

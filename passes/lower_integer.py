@@ -71,6 +71,7 @@ class LowerToInteger(Pass):
         low.buffer(x, "input")
         for node in graph.nodes:
             low.lower(node)
+        ctx.facts["requantizations"] = low.requantizations
         for s in state_specs(ctx.facts):
             if s.kind == "model":
                 low.update_model_state(graph.tensors()[s.input], graph.tensors()[s.output])

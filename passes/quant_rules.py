@@ -36,19 +36,26 @@ PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Gather", "Transpose", "Squeeze", 
 
 def tie_graph(graph: gs.Graph, facts: dict) -> nx.Graph:
     """Tensors that must share an exponent and a precision: across passive ops (data inputs and
-    output) and across state pairs (the state, its next value and the tensor it holds)."""
+    output) and across state pairs (the state, its next value and the tensor it holds).
+
+    The edges from a model Concat's inputs to its output carry `concat=<node name>`: the
+    exponent propagation may cut them and align that input by an explicit requantization. A
+    streaming window (the Concat of a state and its new frames) is always one group: the state
+    buffer holds frames of the tensor."""
+    states = {s.input for s in facts.get("streaming", {}).get("states", [])}
     ties = nx.Graph()
     for node in graph.nodes:
         if node.op not in PASSIVE_OPS:
             continue
         data = node.inputs if node.op == "Concat" else node.inputs[:1]  # the rest: parameters
+        soft = node.op == "Concat" and not any(t.name in states for t in node.inputs)
         for t in (t for t in data if not isinstance(t, gs.Constant)):
             for o in node.outputs[:1]:
-                ties.add_edge(t.name, o.name)
+                ties.add_edge(t.name, o.name, concat=node.name if soft else None)
     for state in facts.get("streaming", {}).get("states", []):
-        ties.add_edge(state.input, state.output)
+        ties.add_edge(state.input, state.output, concat=None)
         if state.tensor is not None:
-            ties.add_edge(state.input, state.tensor)
+            ties.add_edge(state.input, state.tensor, concat=None)
     return ties
 
 

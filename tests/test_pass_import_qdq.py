@@ -336,3 +336,31 @@ def test_given_weight_exponents_are_dropped_when_a_later_pass_changes_the_weight
         honored, dropped = honored_weight_exponents(ctx.graph, ctx.facts)
         assert dropped == stale
         assert sorted(honored) == sorted({"conv"} - set(stale))
+
+
+def test_concat_inputs_with_different_given_scales_are_requantized():
+    """onnxruntime-style QDQ gives each Concat input its own scale: the inputs keep the given
+    exponents and the Concat requantizes the finer one (reported), instead of refusing."""
+    nodes = [node("Conv", ["x", "w1"], ["c1"], name="conv1", kernel_shape=[3], pads=[2, 0]),
+             node("QuantizeLinear", ["c1", "s1", "z8"], ["c1q"], name="q1"),
+             node("DequantizeLinear", ["c1q", "s1", "z8"], ["c1d"], name="dq1"),
+             node("Conv", ["x", "w2"], ["c2"], name="conv2", kernel_shape=[1]),
+             node("QuantizeLinear", ["c2", "s2", "z8"], ["c2q"], name="q2"),
+             node("DequantizeLinear", ["c2q", "s2", "z8"], ["c2d"], name="dq2"),
+             node("Concat", ["c1d", "c2d"], ["cat"], name="cat", axis=1),
+             node("QuantizeLinear", ["cat", "s1", "z8"], ["catq"], name="qcat"),
+             node("DequantizeLinear", ["catq", "s1", "z8"], ["y"], name="dqcat")]
+    m = model(nodes, [("x", [1, C, T])], [("y", None)],
+              [init("w1", weights([C, C, 3], 1, 0.4)), init("w2", weights([C, C, 1], 2, 0.02)),
+               scalar("s1", 2.0 ** -4, np.float32), scalar("s2", 2.0 ** -8, np.float32),
+               scalar("z8", 0, np.int8)])
+    ctx = ctx_for(m, properties=set(), shapes=False, offline=True,
+                  calib=rng(9).standard_normal((8, 1, C, T)).astype(np.float32))
+    PassManager([ImportQDQ()] + float_passes(True) + quantization_passes()).run(ctx)
+    exps = ctx.facts["exponents"]
+    fixed = ctx.facts["fixed_exponents"]
+    assert exps["y"] == -4 and fixed[next(t for t in fixed if exps[t] == -8)] == -8
+    [req] = ctx.facts["requantizations"]
+    assert (req["node"], req["from_exp"], req["to_exp"]) == ("cat", -8, -4)
+    assert req["reason"] == "fixed to different exponents"
+    assert [s.op for s in ctx.facts["program"].steps if s.name == "cat"] == ["copy", "requant", "copy"]

@@ -144,6 +144,56 @@ def test_a_group_takes_the_coarsest_exponent_of_its_members():
         assert {after[n] for n in group} == {max(known)}
 
 
+def concat_with_a_shared_input_model():
+    """Concat(conv(x), small, 3*small) along channels, where `small` = 0.01*x (a 1x1 conv)
+    also feeds the second 1x1 conv: tying it to the Concat's coarse exponent would coarsen
+    what that conv reads."""
+    eye = np.eye(C, dtype=np.float32)[:, :, None]
+    return model([node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3], pads=[2, 0]),
+                  node("Conv", ["x", "tiny"], ["small"], name="scale", kernel_shape=[1]),
+                  node("Conv", ["small", "three"], ["small3"], name="scale3", kernel_shape=[1]),
+                  node("Concat", ["c", "small", "small3"], ["y"], name="cat", axis=1)],
+                 [("x", [1, C, T])], [("y", None)],
+                 [init("w", weights([C, C, 3], 1, 0.4)), init("tiny", 0.01 * eye),
+                  init("three", 3.0 * eye)])
+
+
+def test_a_concat_input_with_other_readers_keeps_its_exponent_and_is_requantized():
+    m = concat_with_a_shared_input_model()
+    ctx = compile_ctx(m, chunk=1)
+    exps = ctx.facts["exponents"]
+    assert exps["small"] < exps["y"] == exps["c"] == exps["small3"]
+    assert exps["y"] - exps["small"] >= 4
+    assert ctx.facts["requantized_inputs"] == [
+        {"tensor": "small", "node": "cat", "reason": "has other readers and a finer exponent"}]
+    [req] = ctx.facts["requantizations"]
+    assert req == {"node": "cat", "tensor": "small", "from_exp": exps["small"],
+                   "to_exp": exps["y"], "from_bits": 8, "to_bits": 8,
+                   "reason": "has other readers and a finer exponent"}
+    steps = [s for s in ctx.facts["program"].steps if s.name == "cat"]
+    assert [s.op for s in steps] == ["copy", "requant", "copy", "copy"]
+    assert steps[1].params["shift"] == exps["y"] - exps["small"] > 0
+    assert integer_snr(m, ctx) > 30.0
+
+
+def test_concat_inputs_fixed_to_different_exponents_are_requantized_not_refused():
+    """Two Concat inputs whose exponents are fixed apart (as an imported QDQ model fixes them):
+    the Concat's group keeps the first, the other input is requantized into it."""
+    m = concat_with_a_shared_input_model()
+    ctx = compile_ctx(m, chunk=1, upto=PropagateQParams)
+    calibrated = ctx.facts["exponents"]
+    pins = {"c": calibrated["c"], "small3": calibrated["small3"] + 1}  # both without clipping
+    assert pins["c"] > pins["small3"]
+    ctx.facts["fixed_exponents"] = pins
+    PassManager([PropagateQParams(), LowerToInteger()]).run(ctx)
+    exps = ctx.facts["exponents"]
+    assert exps["c"] == exps["y"] == pins["c"] and exps["small3"] == pins["small3"]
+    reasons = {r["tensor"]: r["reason"] for r in ctx.facts["requantizations"]}
+    assert reasons == {"small": "has other readers and a finer exponent",
+                       "small3": "fixed to different exponents"}
+    assert integer_snr(m, ctx) > 30.0
+
+
 def test_weights_get_one_exponent_per_output_channel():
     w = weights([C, C, 3], 1, scale=0.4)
     w[1] *= 0.01  # a channel with ~2^-7 smaller weights

@@ -25,6 +25,7 @@ class LoweringBase:
         self.mode = ctx.options.target.rounding
         self.buffers: dict[str, Buffer] = {}
         self.steps: list[Step] = []
+        self.requantizations: list[dict] = []  # Concat inputs aligned by a requant step
         self.alias: dict[str, str] = {}  # state_next tensor -> state buffer
         self.model_states = {s.input for s in state_specs(ctx.facts) if s.kind == "model"}
         self.bits: dict[str, int] = ctx.facts.get("tensor_bits", {})

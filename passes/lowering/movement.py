@@ -11,7 +11,7 @@ from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import normalized_slice, slice_spec
 from passes.time_analysis import physical_shape
-from runtime.ir import Step
+from runtime.ir import Buffer, Step
 
 
 class MovementOps:
@@ -32,8 +32,9 @@ class MovementOps:
             value = const_value(t)
             if value is not None and blocks > 1:
                 raise RillError(f"{node_label(node)}: Concat of a constant along an inner axis")
+            src = self.aligned_input(node, t, y) if value is None else None
             if blocks > 1:  # e.g. channels of per-frame tensors stored [T][C]: one row per frame
-                self.emit(node, "copy", [self.buffer(t)], [out],
+                self.emit(node, "copy", [src], [out],
                           dict(src_offset=0, dst_offset=offset, count=n, blocks=blocks,
                                src_stride=n, dst_stride=row))
             elif value is not None:  # e.g. the "valid" flags of new frames
@@ -42,9 +43,29 @@ class MovementOps:
                 self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n),
                           dict(values=q))
             else:
-                self.emit(node, "copy", [self.buffer(t)], [out],
+                self.emit(node, "copy", [src], [out],
                           dict(src_offset=0, dst_offset=offset, count=n))
             offset += n
+
+    def aligned_input(self, node: gs.Node, t: gs.Tensor, y: gs.Tensor) -> str:
+        """The buffer a Concat copies input `t` from: `t`'s own, or, where the propagation left
+        `t` at another exponent or precision than the Concat (passes/propagate_qparams.py), a
+        copy requantized to the Concat's, which this records in `requantizations`."""
+        x = self.buffer(t)
+        if (self.exp(t), self.dtype(t)) == (self.exp(y), self.dtype(y)):
+            return x
+        name = f"{t.name}/requant_to_{node.name}"
+        src = self.buffers[x]
+        self.buffers[name] = Buffer(name, src.shape, self.dtype(y), self.exp(y), "scratch")
+        self.emit(node, "requant", [x], [name],
+                  dict(n=int(np.prod(src.shape)), shift=self.exp(y) - self.exp(t)))
+        reasons = {(r["tensor"], r["node"]): r["reason"]
+                   for r in self.ctx.facts.get("requantized_inputs", [])}
+        self.requantizations.append({
+            "node": node.name, "tensor": t.name, "from_exp": self.exp(t), "to_exp": self.exp(y),
+            "from_bits": self.tensor_bits(t), "to_bits": self.tensor_bits(y),
+            "reason": reasons.get((t.name, node.name), "exponents refined apart")})
+        return name
 
     def slice(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]

@@ -1,22 +1,49 @@
-"""Generated C quality: strict C99 with gcc and clang, sanitizers, and byte-identical output."""
+"""Generated C quality: strict C99 with gcc and clang, 32-bit (-m32) builds, sanitizers, and
+byte-identical output. Each check runs on three components: the example TCN in int8 and in int16
+(--bits 16), and the conv+GRU tagger (the recurrent kernels), each compiled once per worker."""
 from __future__ import annotations
 
 import filecmp
+import functools
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from compiler.host_build import build_host, run_selftest
+from conftest import FIXTURES
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
+GRU = FIXTURES / "streaming" / "gru_tagger.script.onnx"
+GRU_CALIB = FIXTURES / "streaming" / "gru_tagger.calib.npy"
+VARIANTS = ["tcn_int8", "tcn_int16", "gru_int8"]
 
 
-@pytest.fixture(scope="module")
-def component(compiled, example_model, example_calib) -> tuple[Path, str]:
-    c = compiled("quality_s3_c2", example_model, "--target", "esp32s3", "--chunk", "2",
-                 "--calib", str(example_calib), name="quality")
+@functools.cache
+def _links(*flags: str) -> str | None:
+    """None when gcc builds and links a hello world with `flags`, else why not."""
+    if shutil.which("gcc") is None:
+        return "gcc is not installed"
+    with tempfile.TemporaryDirectory() as work:
+        probe = subprocess.run(["gcc", *flags, "-x", "c", "-", "-o", str(Path(work) / "probe"),
+                                "-lm"], input="int main(void){return 0;}\n", text=True,
+                               capture_output=True)
+    return None if probe.returncode == 0 else probe.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def component(request, compiled, example_model, example_calib) -> tuple[Path, str]:
+    if request.param == "tcn_int8":  # the key test_component_build.py shares
+        c = compiled("quality_s3_c2", example_model, "--target", "esp32s3", "--chunk", "2",
+                     "--calib", str(example_calib), name="quality")
+    elif request.param == "tcn_int16":
+        c = compiled("quality16_s3_c2", example_model, "--target", "esp32s3", "--chunk", "2",
+                     "--bits", "16", "--calib", str(example_calib), name="quality16")
+    else:
+        c = compiled("quality_gru", GRU, "--calib", str(GRU_CALIB), name="quality_gru")
     assert c.rc == 0, c.stderr
     return c.component, c.name
 
@@ -30,14 +57,26 @@ def test_component_builds_strictly_and_selftest_passes(component, compiler, tmp_
     assert run_selftest(exe) == 0
 
 
-def test_selftest_is_clean_under_sanitizers(component, tmp_path):
+def test_component_builds_and_passes_in_32_bit(component, tmp_path):
+    """int is 32 bits but pointers, size_t and long are too: catches long/size_t assumptions."""
+    why = _links("-m32")
+    if why:
+        pytest.skip(f"gcc -m32 cannot link a hello world ({why}); .ci/run installs gcc-multilib")
     path, name = component
-    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
-    probe = subprocess.run(["gcc", *flags, "-x", "c", "-", "-o", str(tmp_path / "probe")],
-                           input="int main(void){return 0;}", text=True, capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("gcc sanitizers unavailable")
-    exe = build_host(path, name, tmp_path, cc="gcc", extra_flags=flags)
+    exe = build_host(path, name, tmp_path, cc="gcc", extra_flags=["-m32", "-O2"])
+    file_type = subprocess.run(["file", "-b", str(exe)], capture_output=True, text=True).stdout
+    if file_type:  # `file` is optional; when present, prove the build really is 32-bit
+        assert "32-bit" in file_type, file_type
+    proc = subprocess.run([str(exe), "selftest"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
+
+
+def test_selftest_is_clean_under_sanitizers(component, tmp_path):
+    why = _links(*SANITIZE)
+    if why:
+        pytest.skip(f"gcc ASan/UBSan cannot link a hello world ({why})")
+    path, name = component
+    exe = build_host(path, name, tmp_path, cc="gcc", extra_flags=SANITIZE)
     proc = subprocess.run([str(exe), "selftest"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
 

@@ -6,8 +6,9 @@ Each kernel family has one template, `runtime/c/<family>.c`, written with type t
     rill_x_t    input                     RILL_X_MIN / RILL_X_MAX / RILL_X_BITS its range / bits
     rill_x2_t   second input (add)
     rill_w_t    weights                   rill_acc_t  bias and accumulator
-    rill_y_t    output                    RILL_Y_MIN / RILL_Y_MAX its range
+    rill_y_t    output                    RILL_Y_MIN / RILL_Y_MAX / RILL_Y_BITS its range / bits
     rill_table_t  the lut table (the output type for int8 inputs, int32 for int16 inputs)
+    rill_c_t    the LSTM cell             RILL_C_MIN / RILL_C_MAX its range (twice h's bits)
     VARIANT     the function name suffix (`rill_conv1d_VARIANT` -> `rill_conv1d_x16w8a32y16`)
 
 `instantiate` substitutes them for one `KernelTypes`; the prototypes of the header are generated
@@ -50,7 +51,6 @@ class Family:
     file: str
     fields: tuple[str, ...] = ()
     same_xy: bool = False  # a data movement (or quantize/dequantize): y has x's type
-    only_s8: bool = False  # the recurrent kernels exist for int8 only
 
 
 FAMILIES: dict[str, Family] = {
@@ -68,12 +68,12 @@ FAMILIES: dict[str, Family] = {
     "transpose": Family("transpose.c", same_xy=True),
     "mask_frames": Family("mask_frames.c", same_xy=True),
     "quantize": Family("quantize.c", same_xy=True),  # quantize_f32 and dequantize, one type
-    "gru": Family("gru.c", ("w", "acc"), only_s8=True),
-    "lstm": Family("lstm.c", ("w", "acc"), only_s8=True),
+    "gru": Family("gru.c", ("w", "acc")),
+    "lstm": Family("lstm.c", ("w", "acc")),
 }
 
 _WEIGHT_ARRAY = {"gru": "wx", "lstm": "wx"}  # the weights that give w (default "w")
-_TOKEN = re.compile(r"\b(?:rill_(?:x|x2|w|acc|y|table)_t|RILL_[XY]_(?:MIN|MAX|BITS))\b")
+_TOKEN = re.compile(r"\b(?:rill_(?:x|x2|w|acc|y|table|c)_t|RILL_[XYC]_(?:MIN|MAX|BITS))\b")
 _DEFINITION = re.compile(r"^(?!static\b)([A-Za-z_][\w ]*?\brill_\w+\s*\([^)]*\))\s*\{", re.M)
 
 
@@ -105,8 +105,6 @@ def check_types(family: str, types: KernelTypes) -> None:
             raise ValueError(f"{family}: {name} = {v} bits is not one of {values}")
     if spec.same_xy and types.x != types.y:
         raise ValueError(f"{family}: input and output must have the same type, got {types}")
-    if spec.only_s8 and variant_suffix(types) != "s8":
-        raise ValueError(f"{family}: only the int8 kernel exists, got {types}")
 
 
 def _bits(dtype) -> int:
@@ -178,7 +176,8 @@ def _tokens(family: str, types: KernelTypes) -> dict[str, str]:
     tok = {"rill_x_t": c_int(types.x), "rill_y_t": c_int(types.y),
            "RILL_X_MIN": f"INT{types.x}_MIN", "RILL_X_MAX": f"INT{types.x}_MAX",
            "RILL_X_BITS": str(types.x),
-           "RILL_Y_MIN": f"INT{types.y}_MIN", "RILL_Y_MAX": f"INT{types.y}_MAX"}
+           "RILL_Y_MIN": f"INT{types.y}_MIN", "RILL_Y_MAX": f"INT{types.y}_MAX",
+           "RILL_Y_BITS": str(types.y)}
     if types.x2 is not None:
         tok["rill_x2_t"] = c_int(types.x2)
     if types.w is not None:
@@ -187,6 +186,9 @@ def _tokens(family: str, types: KernelTypes) -> dict[str, str]:
         tok["rill_acc_t"] = c_int(types.acc)
     if family == "lut":
         tok["rill_table_t"] = c_int(types.y) if types.x == 8 else "int32_t"
+    if family == "lstm":  # the cell: int16 for int8 h, int32 for int16 h (RECURRENT.md)
+        tok.update({"rill_c_t": c_int(2 * types.y), "RILL_C_MIN": f"INT{2 * types.y}_MIN",
+                    "RILL_C_MAX": f"INT{2 * types.y}_MAX"})
     return tok
 
 

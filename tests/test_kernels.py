@@ -1634,8 +1634,8 @@ def test_kernel_types_from_steps():
     gru = Step("gru", ["a8", "f8"], ["f8"], {}, dict(wx=np.zeros(2, np.int8),
                                                     bias=np.zeros(2, np.int32)))
     assert variant_suffix(kernel_types(gru, buf)) == "s8"
-    with pytest.raises(ValueError):  # int16 recurrent kernels do not exist
-        kernel_types(Step("gru", ["a16", "f8"], ["f8"], {}, gru.arrays), buf)
+    gru16 = Step("gru", ["a16", "f8"], ["f8"], {}, gru.arrays)  # int16 input, int8 h
+    assert variant_suffix(kernel_types(gru16, buf)) == "x16w8a32y8"
     with pytest.raises(ValueError):  # a data movement keeps its type
         kernel_types(Step("transpose", ["a16"], ["a8"]), buf)
     with pytest.raises(ValueError):
@@ -1751,7 +1751,7 @@ def test_emitted_mixed_program_matches_reference(tmp_path):
 # -------------------------------------------------------------------------- source hygiene
 
 def all_variants() -> list[tuple[str, KernelTypes]]:
-    """Every type signature every family has (104 with the recurrent s8 kernels)."""
+    """Every type signature every family has (134 with the 16 GRU and 16 LSTM ones)."""
     out = []
     for family, spec in FAMILIES.items():
         for x, y, x2, w, acc in itertools.product((8, 16), (8, 16), (8, 16), (8, 16), (32, 64)):
@@ -1774,7 +1774,7 @@ def test_every_variant_compiles_strict(tmp_path):
     -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wconversion, gcc and clang, both
     rounding modes."""
     variants = all_variants()
-    assert len(variants) == 104
+    assert len(variants) == 134
     assert {p.name for p in TEMPLATES} == {spec.file for spec in FAMILIES.values()}
     for src in TEMPLATES:
         assert src.read_text().startswith('#include "rill_kernels.h"\n'), src.name

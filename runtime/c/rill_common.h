@@ -71,12 +71,6 @@ static inline int32_t rill_sat(int64_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : (int32_t)v);
 }
 
-/* Clamp to the int8 range [-128, 127]. */
-static inline int32_t rill_sat8(int64_t v)
-{
-    return rill_sat(v, -128, 127);
-}
-
 /* Clamp to [lo, hi] (activation bounds, already quantized). */
 static inline int32_t rill_clamp(int32_t v, int32_t lo, int32_t hi)
 {

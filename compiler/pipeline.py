@@ -262,7 +262,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     try:
         write_component(tmp, writer, target=options.target.name, bits=options.bits,
                         streaming_model=streaming_model, test_inputs=test_run.inputs,
-                        test_outputs=test_run.outputs)
+                        test_outputs=test_run.outputs, source=Path(path))
         if options.dump_qdq:
             onnx.save(export_qdq(ctx.facts.get("offline_graph", ctx.graph), ctx.facts,
                                  options.bits, mode=options.target.rounding),
@@ -279,7 +279,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             requantizations=ctx.facts.get("requantizations", []),
             mixed_precision=search.as_json(options.snr_target) if search else None,
             sensitivity=sensitivity, qdq_import=ctx.facts.get("qdq_import", []))
-        write_report(tmp, report, markdown(report))
+        write_report(tmp, report, markdown(report), source=Path(path))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -3,9 +3,10 @@
 Every layer starts at `--bits` (or at the width an imported QDQ model gives it); `--int16 LAYER,...` (node or output-tensor names, or the model's
 input) promotes single layers, and the mixed-precision search (compiler/mixed_precision.py) does
 the same through `Options.int16_layers`. Tensors that must share an exponent (passive ops, state
-pairs) also share a precision, so a promotion spreads over its tie group. A layer's weights
-follow its output's precision unless it is listed in `facts["int8_weight_layers"]` (int16
-activations with int8 weights, half the flash).
+pairs) also share a precision, so a promotion spreads over its tie group; so do a recurrent
+layer's hidden and cell tensors (its kernel writes y from h, and int16 h goes with an int32
+cell). A layer's weights (Conv/Gemm, GRU/LSTM) follow its output's precision unless it is listed
+in `facts["int8_weight_layers"]` (int16 activations with int8 weights, half the flash).
 
 Kernels take inputs and outputs of either precision, so an int8<->int16 boundary is requantized
 inside the consuming kernel by its output shift; no separate conversion step is needed.
@@ -20,7 +21,7 @@ from compiler.errors import RillError
 from compiler.pass_manager import Pass
 from passes.quant_rules import PASSIVE_OPS, WEIGHTED_OPS, tie_graph
 
-INT8_ONLY_OPS = {"GRU", "LSTM"}  # no int16 kernels yet: their tensors stay int8
+RECURRENT_OPS = {"GRU", "LSTM"}
 
 
 def layer_nodes(graph: gs.Graph) -> list[gs.Node]:
@@ -53,10 +54,14 @@ def resolve_layers(graph: gs.Graph, names: list[str]) -> dict[str, str]:
     return resolved
 
 
-def int8_only(graph: gs.Graph) -> set[str]:
-    """Tensors of layers whose kernels exist in int8 only (recurrent layers)."""
-    return {t.name for n in graph.nodes if n.op in INT8_ONLY_OPS for t in n.inputs + n.outputs
-            if t.name and not isinstance(t, gs.Constant)}
+def recurrent_state_tensors(graph: gs.Graph) -> list[list[str]]:
+    """Per GRU/LSTM: Y, Y_h, Y_c and initial_h, initial_c (those present and not constant)."""
+    groups = []
+    for n in graph.nodes:
+        if n.op in RECURRENT_OPS:
+            ts = list(n.outputs[:3]) + list(n.inputs[5:7])
+            groups.append([t.name for t in ts if t.name and not isinstance(t, gs.Constant)])
+    return groups
 
 
 def frame_flags(graph: gs.Graph) -> set[str]:
@@ -79,22 +84,17 @@ class AssignPrecision(Pass):
         bits = {t: 16 if t in promoted else given.get(t, base) for t in tensors}
         ties = tie_graph(graph, ctx.facts)
         ties.add_nodes_from(tensors)
-        recurrent, flags = int8_only(graph), frame_flags(graph)
-        kept = []
+        for group in recurrent_state_tensors(graph):
+            nx.add_path(ties, group)
+        flags = frame_flags(graph)
         for group in nx.connected_components(ties):
             wide = any(bits[t] == 16 for t in group) and not group & flags
-            if wide and group & recurrent:
-                kept += sorted(group & (recurrent if base == 16 else promoted))
-                wide = False
             for t in group:
                 bits[t] = 16 if wide else 8
-        if kept:
-            ctx.warn(f"tensors {', '.join(kept[:8])}{' ...' if len(kept) > 8 else ''} stay int8: "
-                     "they feed or come from layers that have int8 kernels only (GRU, LSTM)")
         int8_weights = set(ctx.facts.get("int8_weight_layers", ()))
         weight_bits = {n.name: 8 if n.name in int8_weights else
-                       given_w.get(n.name, bits[n.outputs[0].name])
-                       for n in graph.nodes if n.op in WEIGHTED_OPS}
+                       given_w.get(n.name, bits[next(t.name for t in n.outputs if t.name)])
+                       for n in graph.nodes if n.op in WEIGHTED_OPS or n.op in RECURRENT_OPS}
         ctx.facts["tensor_bits"] = bits
         ctx.facts["weight_bits"] = weight_bits
         return False

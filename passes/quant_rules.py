@@ -13,7 +13,7 @@ import onnx_graphsurgeon as gs
 
 from compiler.graph import const_value, node_label
 from compiler.errors import RillError
-from passes.quantize_recurrent import E_H, plan_gru, plan_lstm
+from passes.quantize_recurrent import E_H, layer_bits, plan_gru, plan_lstm
 
 SOFTMAX_EXP = {8: -7, 16: -15}  # by output bits: q = round(p * 2^(bits-1)), saturated
 SOFTMAX_FINEST_EXP = -16  # the softmax kernel's out_frac is at most 16
@@ -94,7 +94,8 @@ def fixed_exponents(graph: gs.Graph, facts: dict) -> dict[str, int]:
 def recurrent_exponents(node: gs.Node, plan) -> dict[str, int]:
     """A recurrent node's Y, Y_h and h input share the hidden exponent; Y_c and c its cell's."""
     e_c = plan.e_c if plan is not None else None
-    slots = [("out", 0, E_H), ("out", 1, E_H), ("in", 5, E_H), ("out", 2, e_c), ("in", 6, e_c)]
+    e_h = plan.e_h if plan is not None else E_H
+    slots = [("out", 0, e_h), ("out", 1, e_h), ("in", 5, e_h), ("out", 2, e_c), ("in", 6, e_c)]
     fixed = {}
     for side, i, e in slots:
         tensors = node.outputs if side == "out" else node.inputs
@@ -104,7 +105,8 @@ def recurrent_exponents(node: gs.Node, plan) -> dict[str, int]:
 
 
 def plan_recurrent(node: gs.Node, ctx, e_x: int):
-    """The int8 plan of one GRU/LSTM (weights, tables, shifts) for input exponent `e_x`."""
+    """The plan of one GRU/LSTM (weights, tables, shifts) for input exponent `e_x`, at the
+    layer's input, weight and hidden widths (assign-precision's facts)."""
     if node.attrs.get("activations") or node.attrs.get("clip") or \
             int(node.attrs.get("input_forget", 0)):
         raise RillError(f"{node_label(node)}: custom activations, clip and input_forget are not "
@@ -116,12 +118,15 @@ def plan_recurrent(node: gs.Node, ctx, e_x: int):
     seq = ctx.facts["calibration_sequences"][node.inputs[0].name]
     x_calib = seq.reshape(seq.shape[0], -1, w.shape[2])
     mode = ctx.options.target.rounding
+    bits = layer_bits(node, ctx.facts.get("tensor_bits", {}), ctx.facts.get("weight_bits", {}),
+                      ctx.options.bits)
     try:
         if node.op == "GRU":
             return plan_gru(w[0], r[0], None if b is None else b[0],
-                            int(node.attrs.get("linear_before_reset", 0)), x_calib, e_x, mode)
+                            int(node.attrs.get("linear_before_reset", 0)), x_calib, e_x, mode,
+                            **bits)
         peep = const_value(node.inputs[7]) if len(node.inputs) > 7 and node.inputs[7].name else None
         return plan_lstm(w[0], r[0], None if b is None else b[0], x_calib, e_x, mode,
-                         None if peep is None else peep[0])
+                         None if peep is None else peep[0], **bits)
     except ValueError as exc:
         raise RillError(f"{node_label(node)}: {exc}") from None

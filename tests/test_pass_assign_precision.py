@@ -62,9 +62,34 @@ def test_unknown_layer_is_named():
         assign(two_branch_model(), int16_layers=["conv_z"])
 
 
-def test_recurrent_layers_stay_int8_with_a_warning():
-    ctx = assign(gru_state_model(), bits=16)
+def test_recurrent_layers_take_int16():
+    """--bits 16 makes a GRU/LSTM int16 like any layer (no warning), weights included."""
+    for op in ("GRU", "LSTM"):
+        ctx = assign(gru_state_model(op=op), bits=16)
+        assert set(ctx.facts["tensor_bits"].values()) == {16}
+        assert ctx.facts["weight_bits"] == {"proj": 16, "rnn": 16}
+        assert not ctx.warnings
+
+
+@pytest.mark.parametrize("op", ["GRU", "LSTM"])
+def test_promoting_a_recurrent_layer_widens_its_state_only(op):
+    """--int16 rnn: Y, its initial and final h (and c) share one precision, so all of them
+    become int16; the layer's input, produced by the int8 conv, stays int8."""
+    ctx = assign(gru_state_model(op=op), int16_layers=["rnn"])
     bits = ctx.facts["tensor_bits"]
-    assert bits["xt"] == bits["Y"] == bits["h"] == bits["p"] == 8  # the GRU's tie groups
-    assert bits["x"] == 16
-    assert any("stay int8" in w for w in ctx.warnings)
+    state = ["Y", "h", "hn"] + (["c", "cn"] if op == "LSTM" else [])
+    assert {bits[t] for t in state} == {16}
+    assert bits["xt"] == bits["p"] == bits["x"] == 8
+    assert ctx.facts["weight_bits"] == {"proj": 8, "rnn": 16}
+
+
+def test_recurrent_input_and_state_precisions_are_independent():
+    """Promoting the conv before the GRU widens the GRU's input only (an int16-input, int8-h
+    kernel variant); int8 weights can be kept for a promoted recurrent layer."""
+    ctx = assign(gru_state_model(), int16_layers=["proj"])
+    bits = ctx.facts["tensor_bits"]
+    assert bits["p"] == bits["xt"] == 16 and bits["Y"] == bits["h"] == bits["hn"] == 8
+    ctx = ctx_for(gru_state_model(), properties=CALIBRATED, int16_layers=["rnn"])
+    ctx.facts["int8_weight_layers"] = ["rnn"]
+    run_pass(AssignPrecision(), ctx)
+    assert ctx.facts["tensor_bits"]["Y"] == 16 and ctx.facts["weight_bits"]["rnn"] == 8

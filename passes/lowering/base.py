@@ -30,8 +30,10 @@ class LoweringBase:
         self.model_states = {s.input for s in state_specs(ctx.facts) if s.kind == "model"}
         self.bits: dict[str, int] = ctx.facts.get("tensor_bits", {})
         self.default_bits = ctx.options.bits
-        self.dtypes: dict[str, str] = {  # LSTM cells are int16 whatever the layer's precision
-            n.inputs[i].name: "int16" for n in self.graph.nodes if n.op == "LSTM"
+        plans = ctx.facts.get("recurrent_plans", {})
+        self.dtypes: dict[str, str] = {  # LSTM cells: int16 for int8 h, int32 for int16 h
+            n.inputs[i].name: plans[n.name].c_dtype if n.name in plans else "int16"
+            for n in self.graph.nodes if n.op == "LSTM"
             for i in (6,) if len(n.inputs) > i and n.inputs[i].name}
 
     # -- buffers -----------------------------------------------------------------------------

@@ -3,31 +3,48 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from compiler.graph import const_value, static_shape
+from compiler.errors import RillError
+from compiler.graph import const_value, node_label, static_shape
 from passes.quant_rules import plan_recurrent
 from runtime.ir import Buffer
 
 
 class RecurrentOps:
-    """GRU and LSTM (int8 kernels): h (and c) live in state buffers updated in place."""
+    """GRU and LSTM: one kernel variant per layer (x, weights, h int8 or int16, by
+    assign-precision); h (and c) live in state buffers updated in place."""
 
     def recurrent(self, node: gs.Node) -> None:
-        """One gru_s8/lstm_s8 step over the call's frames; h (and c) updated in place."""
+        """One gru/lstm step over the call's frames; h (and c) updated in place."""
         x = node.inputs[0]
         plan = plan_recurrent(node, self.ctx, self.exp(x))
+        if self.tensor_bits(x) != plan.fmt.x:
+            raise AssertionError(f"{node_label(node)}: planned for int{plan.fmt.x} input, "
+                                 f"lowered with {self.dtype(x)}")
         frames = static_shape(x)[0]
         names = ["h"] + (["c"] if node.op == "LSTM" else [])
         cells = [self.recurrent_state(node, 5 + i, name, plan) for i, name in enumerate(names)]
         for i, cell in enumerate(cells):  # Y_h / Y_c are the updated state itself
             if len(node.outputs) > 1 + i and node.outputs[1 + i].name:
                 self.alias[node.outputs[1 + i].name] = cell
+        if plan.c_dtype == "int32" and len(node.outputs) > 2 and self.reads(node.outputs[2]):
+            raise RillError(f"{node_label(node)}: another layer reads the int32 cell Y_c of this "
+                            "int16 LSTM, which no kernel takes; keep the layer int8 or read Y_h")
         scratch = f"{node.name}.scratch"
-        self.buffers[scratch] = Buffer(scratch, (plan.scratch_bytes,), "int8", 0, "scratch")
+        n = plan.scratch_bytes // (plan.fmt.h // 8)
+        self.buffers[scratch] = Buffer(scratch, (n,), plan.h_dtype, 0, "scratch")
         y = [self.buffer(node.outputs[0])] if node.outputs[0].name else []
+        for b in y + cells[:1]:
+            if self.buffers[b].dtype != plan.h_dtype:
+                raise AssertionError(f"{node_label(node)}: '{b}' is {self.buffers[b].dtype}, "
+                                     f"the plan's h {plan.h_dtype}")
         rows = plan.arrays["wx"].size // plan.params["input"]  # gates x hidden
         self.emit(node, plan.kind, [self.buffer(x)] + cells, y + cells + [scratch],
                   dict(plan.params, t=frames, has_y=int(bool(y))), plan.arrays,
                   macs=frames * rows * (plan.params["input"] + plan.params["hidden"]))
+
+    def reads(self, t: gs.Tensor) -> bool:
+        """Whether a node of the graph consumes `t` (a graph output alone does not count)."""
+        return t.name != "" and any(t.name == i.name for n in self.graph.nodes for i in n.inputs)
 
     def recurrent_state(self, node: gs.Node, slot: int, name: str, plan) -> str:
         """The buffer of initial_h/initial_c: the state pair when streaming, else a scratch

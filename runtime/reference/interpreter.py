@@ -20,16 +20,16 @@ def _run_recurrent(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     fields = {k: v for k, v in step.params.items() if k not in ("has_y",)}
     arrays = {k: step.arrays[k] for k in ("wx", "wh", "bias", "shift", "table")}
     x, h = mem[step.inputs[0]], mem[step.inputs[1]]
-    if step.op == "gru":
-        y, h_next = R.gru_s8(x, h, **fields, **arrays, mode=mode)
+    if step.op == "gru":  # the variant from the buffers' and arrays' dtypes
+        y, h_next = R.gru(x, h, **fields, **arrays, mode=mode)
         new = [h_next]
     else:
-        y, h_next, c_next = R.lstm_s8(x, h, mem[step.inputs[2]], **fields, **arrays, mode=mode)
+        y, h_next, c_next = R.lstm(x, h, mem[step.inputs[2]], **fields, **arrays, mode=mode)
         new = [h_next, c_next]
     for name, value in zip(step.inputs[1:], new):
         mem[name][:] = np.asarray(value).reshape(-1)
     if step.params["has_y"]:
-        mem[step.outputs[0]][:] = np.asarray(y, np.int8).reshape(-1)
+        mem[step.outputs[0]][:] = np.asarray(y).reshape(-1)
 
 
 _WEIGHTED = ("conv1d", "gemm", "conv2d", "conv_transpose1d")

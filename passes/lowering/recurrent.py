@@ -26,7 +26,8 @@ class RecurrentOps:
         for i, cell in enumerate(cells):  # Y_h / Y_c are the updated state itself
             if len(node.outputs) > 1 + i and node.outputs[1 + i].name:
                 self.alias[node.outputs[1 + i].name] = cell
-        if plan.c_dtype == "int32" and len(node.outputs) > 2 and self.reads(node.outputs[2]):
+        if plan.c_dtype == "int32" and len(node.outputs) > 2 and \
+                self.cell_readers(node.outputs[2], cells[1], plan.c_dtype):
             raise RillError(f"{node_label(node)}: another layer reads the int32 cell Y_c of this "
                             "int16 LSTM, which no kernel takes; keep the layer int8 or read Y_h")
         scratch = f"{node.name}.scratch"
@@ -42,9 +43,15 @@ class RecurrentOps:
                   dict(plan.params, t=frames, has_y=int(bool(y))), plan.arrays,
                   macs=frames * rows * (plan.params["input"] + plan.params["hidden"]))
 
-    def reads(self, t: gs.Tensor) -> bool:
-        """Whether a node of the graph consumes `t` (a graph output alone does not count)."""
-        return t.name != "" and any(t.name == i.name for n in self.graph.nodes for i in n.inputs)
+    def cell_readers(self, y_c: gs.Tensor, cell: str, c_dtype: str) -> list[gs.Node]:
+        """The nodes that read an LSTM's Y_c, except an Identity into its state (the streaming
+        cut's state output, aliased to the cell buffer, or a model state of the cell's type)."""
+        def to_state(n: gs.Node) -> bool:
+            out = n.outputs[0].name
+            return n.op == "Identity" and (self.alias.get(out) == cell or
+                                           self.dtypes.get(out) == c_dtype)
+        return [n for n in self.graph.nodes if y_c.name and not to_state(n)
+                and any(i.name == y_c.name for i in n.inputs)]
 
     def recurrent_state(self, node: gs.Node, slot: int, name: str, plan) -> str:
         """The buffer of initial_h/initial_c: the state pair when streaming, else a scratch

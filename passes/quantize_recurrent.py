@@ -244,9 +244,9 @@ def quantize_rows_wide(W, R, biases: list[np.ndarray], e_pre: np.ndarray, e_x: i
     p_h = e_r - Q) are summed at E = min(p_x, p_h) clamped to [step - GUARD, step], step =
     e_pre - FRAC the pre-activation's resolution: a product finer than E is rounded to it (a
     negative shift; error below 2^-GUARD steps), a coarser one shifted left (at most 23). A row
-    more than 40 bits finer than E is requantized coarser (its products then lose nothing
-    above 2^-40 steps). The accumulator is int32 when the actual weights prove that neither
-    dot product nor any bias can leave int32 (RECURRENT.md), else int64."""
+    more than 40 bits finer than E is requantized coarser (each product then errs by at most
+    2^(x_bits - 42) steps: negligible). The accumulator is int32 when the actual weights prove
+    that neither dot product nor any bias can leave int32 (RECURRENT.md), else int64."""
     step = e_pre - fmt.frac
     p_x = _row_exps(W, fmt.w) + e_x
     p_h = _row_exps(R, fmt.w) - fmt.q

@@ -994,8 +994,8 @@ def _compilers() -> list[str]:
 
 
 def test_sources_compile_strict(tmp_path):
-    """The instantiated s8 kernels: -std=c99 -Wall -Wextra -Werror -pedantic plus -Wshadow
-    -Wconversion, gcc and clang."""
+    """Every instantiated variant (16 GRU, 16 LSTM), each alone: -std=c99 -Wall -Wextra -Werror
+    -pedantic plus -Wshadow -Wconversion, gcc and clang."""
     (tmp_path / "rill_generated.h").write_text(
         "#ifndef RILL_GENERATED_H\n#define RILL_GENERATED_H\n" + kernel_header("rill", VARIANTS)
         + "#endif\n")

@@ -47,10 +47,13 @@ class Group:
     def exp(self) -> int | None:
         return self.pinned if self.pinned is not None else self.known
 
-    def can_join(self, other: "Group") -> bool:
-        pins = {g.pinned for g in (self, other)} - {None}
-        widths = {g.bits for g in (self, other)} - {None}
-        return len(pins) <= 1 and len(widths) <= 1
+    def conflict(self, other: "Group") -> str | None:
+        """Why the two groups cannot share one exponent, or None when they can."""
+        if None not in (self.bits, other.bits) and self.bits != other.bits:
+            return f"int{self.bits} into an int{other.bits} Concat"
+        if None not in (self.pinned, other.pinned) and self.pinned != other.pinned:
+            return "fixed to different exponents"
+        return None
 
     def join(self, other: "Group") -> None:
         self.members |= other.members
@@ -122,18 +125,14 @@ def join_concat_inputs(graph: gs.Graph, ties: nx.Graph, groups: dict[str, Group]
             src, dst = groups[t.name], groups[y]
             if src is dst:
                 continue
-            if not src.can_join(dst):
-                reason = "fixed to different exponents" if src.bits == dst.bits or None in (
-                    src.bits, dst.bits) else f"int{src.bits} into an int{dst.bits} Concat"
-            elif readers[t.name] > 1 and src.exp is not None and dst.exp is not None \
-                    and src.exp < dst.exp:
-                reason = "has other readers and a finer exponent"
-            else:
-                src.join(dst)
-                for m in dst.members:
-                    groups[m] = src
+            finer = readers[t.name] > 1 and None not in (src.exp, dst.exp) and src.exp < dst.exp
+            reason = src.conflict(dst) or ("has other readers and a finer exponent" if finer else None)
+            if reason:
+                split.append({"tensor": t.name, "node": node.name, "reason": reason})
                 continue
-            split.append({"tensor": t.name, "node": node.name, "reason": reason})
+            src.join(dst)
+            for m in dst.members:
+                groups[m] = src
     return split
 
 

@@ -3,14 +3,17 @@ reference interpreter (contract §3)."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
+from compiler.context import Options
 from compiler.errors import RillError
 from compiler.graph import static_shape
 from compiler.ort import run_model
 from compiler.pass_manager import PassManager
-from compiler.pipeline import float_passes
+from compiler.pipeline import compile_model, float_passes
 from compiler.streams import chunks, from_physical, snr_db, stitch, to_physical
+from compiler.targets import get_target
 from graphs import ctx_for, init, ints, model, node, rng, weights
 from passes import calibrate
 from passes.bias_correction import correct_layer
@@ -505,3 +508,17 @@ def test_stale_given_weight_exponents_are_rechosen_with_a_warning():
     np.testing.assert_array_equal(ctx.facts["weight_exponents"]["conv"],
                                   channel_exponents(w, 16, "mse"))
     assert any("'conv'" in msg and "weight" in msg for msg in ctx.warnings)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_requantized_concat_input_runs_bit_exact_in_the_generated_c(tmp_path, bits):
+    """The requant step the propagation asks for builds, and the C matches the reference."""
+    path = tmp_path / "cat.onnx"
+    onnx.save(concat_with_a_shared_input_model(), str(path))
+    result = compile_model(path, Options(target=get_target("esp32s3"), calib=calibration(),
+                                         name="cat", bits=bits), tmp_path / "out")
+    report = result.report
+    assert [(r["tensor"], r["node"]) for r in report["requantizations"]] == [("small", "cat")]
+    assert report["verification"]["selftest"] == "passed"
+    assert report["verification"]["c_bit_exact_calls"] > 0
+    assert "requantized Concat inputs: 1" in (result.out_dir / "report.md").read_text()

@@ -59,12 +59,12 @@ class MovementOps:
         self.buffers[name] = Buffer(name, src.shape, self.dtype(y), self.exp(y), "scratch")
         self.emit(node, "requant", [x], [name],
                   dict(n=int(np.prod(src.shape)), shift=self.exp(y) - self.exp(t)))
-        reasons = {(r["tensor"], r["node"]): r["reason"]
-                   for r in self.ctx.facts.get("requantized_inputs", [])}
+        reason = next((r["reason"] for r in self.ctx.facts.get("requantized_inputs", [])
+                       if (r["tensor"], r["node"]) == (t.name, node.name)),
+                      "exponents refined apart")
         self.requantizations.append({
             "node": node.name, "tensor": t.name, "from_exp": self.exp(t), "to_exp": self.exp(y),
-            "from_bits": self.tensor_bits(t), "to_bits": self.tensor_bits(y),
-            "reason": reasons.get((t.name, node.name), "exponents refined apart")})
+            "from_bits": self.tensor_bits(t), "to_bits": self.tensor_bits(y), "reason": reason})
         return name
 
     def slice(self, node: gs.Node) -> None:

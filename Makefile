@@ -17,12 +17,13 @@ OFFLINE ?=
 NAME    ?=
 ARGS    ?=
 
-.PHONY: compile test fuzz venv example clean help
+.PHONY: compile test fuzz venv example clean help bench-memory
 
 help:
 	@echo "make compile [MODEL=m.onnx] [TARGET=esp32p4|esp32s3] [CHUNK=n] [CALIB=c.npy] [BITS=8] [OUT=build] [OFFLINE=1]"
 	@echo "make test     run the test suite"
 	@echo "make fuzz     property-based streaming fuzz (RILL_FUZZ=1: many random conv stacks)"
+	@echo "make bench-memory arena vs its lower bound and bytes copied per call, every example/test model (int8/int16)"
 	@echo "make bench-quant  output SNR of Rill vs ESP-PPQ (int8/int16, esp32p4/esp32s3; ESP-PPQ in .venv-ppq)"
 
 $(STAMP): pyproject.toml
@@ -48,6 +49,11 @@ test: $(STAMP) $(EXAMPLE) $(EXAMPLE_CALIB)
 
 fuzz: $(STAMP)
 	RILL_FUZZ=1 $(BIN)/python -m pytest -n 2 tests/test_streaming_fuzz.py
+
+# Arena bytes vs the lower bound, state and instance bytes, copies and MACs per call of every
+# example and test model at int8 and int16 (bench/memory/bench_memory.py; a table, not a test).
+bench-memory: $(STAMP)
+	$(BIN)/python bench/memory/bench_memory.py $(ARGS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -82,3 +82,8 @@ class Program:
     def state_bytes(self) -> int:
         """Bytes kept between calls (contract §3: the frames of every state pair)."""
         return sum(self.buffers[s.buffer].nbytes for s in self.states)
+
+    @property
+    def instance_bytes(self) -> int:
+        """Bytes of the state buffers in `<name>_t` (what one stream keeps besides the arena)."""
+        return sum(b.nbytes for b in self.buffers.values() if b.role == "state")

@@ -56,7 +56,8 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
                  states: list[dict], time_axis: int, layout, warnings: list[str], verification: dict,
                  passes: list[dict], requantizations: list[dict],
                  mixed_precision: dict | None = None, sensitivity: list[dict] = (),
-                 qdq_import: list[dict] = ()) -> dict:
+                 qdq_import: list[dict] = (), folded_heads: list[dict] = (),
+                 output_bias_correction: dict | None = None) -> dict:
     layers = layer_rows(program, layer_snr)
     return {
         "name": name, "target": target, "bits": bits, "rounding": program.rounding,
@@ -83,6 +84,9 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
             "int64_accumulator_layers": [r["name"] for r in layers
                                          if r.get("accumulator") == "int64"]},
         "requantizations": requantizations,
+        "folded_heads": _jsonable(list(folded_heads)),
+        **({"output_bias_correction": _jsonable(output_bias_correction)}
+           if output_bias_correction else {}),
         **({"mixed_precision": mixed_precision} if mixed_precision else {}),
         "sensitivity": _jsonable(list(sensitivity)),
         **({"qdq_import": _jsonable(list(qdq_import))} if qdq_import else {}),
@@ -141,6 +145,16 @@ def precision_sections(r: dict) -> list[str]:
     lines += [f"  - `{q['tensor']}` into `{q['node']}`: int{q['from_bits']} 2^{q['from_exp']} -> "
               f"int{q['to_bits']} 2^{q['to_exp']} ({q['reason']})"
               for q in r.get("requantizations", [])]
+    lines += [f"- linear head folded into `{f['gemm']}`: {', '.join(f'`{n}`' for n in f['folded'])} "
+              f"-> one Gemm over the last {f['window_frames']} frames (MACs per call "
+              f"{f['macs_per_call_before']:,} -> {f['macs_per_call_after']:,})"
+              for f in r.get("folded_heads", [])]
+    b = r.get("output_bias_correction")
+    if b:
+        lines += [f"- output bias correction of `{b['step']}`: "
+                  f"{'applied' if b['applied'] else 'not applied'} (mean output error up to "
+                  f"{b['max_abs_correction']:.3g}; held-back calibration MSE "
+                  f"{b['held_out_mse_before']:.3g} -> {b['held_out_mse_after']:.3g})"]
     m = r.get("mixed_precision")
     if m:
         lines += [f"- --snr-target {m['target_db']} dB: reached {m['achieved_db']} dB with "

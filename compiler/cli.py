@@ -62,11 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write OUT/<name>/<name>.qdq.onnx: the quantized model as "
                         "QuantizeLinear/DequantizeLinear ONNX that onnxruntime runs")
     q.add_argument("--bias-correction", choices=("auto", "on", "off"), default="auto",
-                   help="fold the mean error of quantized weights into the bias: auto (default) "
-                        "keeps it per layer only where it lowers that layer's error")
+                   help="fold the mean error of quantized weights into each layer's bias, and the "
+                        "quantized program's mean output error into the output layer's bias: "
+                        "auto (default) keeps each only where it lowers the error")
     c.add_argument("--out", type=Path, default=Path("build"), help="output root (default build)")
     c.add_argument("--name", default=None, help="C prefix (default: the model file's stem, sanitized)")
     c.add_argument("--offline", action="store_true", help="compile the whole-window model instead")
+    c.add_argument("--fold-linear", choices=("auto", "on", "off"), default="auto",
+                   help="fold linear layers (1-D Conv without activation, AveragePool) between a "
+                        "'last N frames' slice and its Gemm into that Gemm: fewer rounding points. "
+                        "auto (default): only when it costs no extra MACs per call; on: whenever "
+                        "legal (more accuracy, maybe more MACs/flash); off: never")
     c.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]D0,D1,...",
                    help="pin an input's shape (repeatable); needed for dynamic dims")
     c.add_argument("--time-axis", type=int, default=None,
@@ -124,7 +130,7 @@ def options_from(args: argparse.Namespace) -> Options:
                    int16_layers=[n.strip() for v in args.int16 for n in v.split(",") if n.strip()],
                    snr_target=args.snr_target, calibration=args.calibration,
                    percentile=args.percentile, bias_correction=args.bias_correction,
-                   dump_qdq=args.qdq)
+                   dump_qdq=args.qdq, fold_linear=args.fold_linear)
 
 
 def run_compile(args: argparse.Namespace) -> int:

@@ -34,6 +34,9 @@ class Options:
     calibration: str | None = None  # "minmax" | "percentile" | "kl" | "mse"; None: the default
     percentile: float = 99.99  # for calibration="percentile"
     bias_correction: str = "auto"  # "auto" (where it helps) | "on" | "off"
+    # fold linear chains before a last-frames Gemm into it (passes/fold_linear_head.py):
+    # "auto" when it costs no extra MACs per call | "on" whenever legal | "off"
+    fold_linear: str = "auto"
     dump_qdq: bool = False  # also write <name>.qdq.onnx (the quantized model as QDQ ONNX)
 
 

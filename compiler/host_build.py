@@ -74,6 +74,7 @@ def c_compiler() -> str:
 def build_host(component: Path, name: str, work: Path, *, cc: str | None = None,
                extra_flags: list[str] | None = None) -> Path:
     """Compile src/*.c + test/*.c + a driver into an executable; fail on any warning."""
+    work.mkdir(parents=True, exist_ok=True)
     driver = work / "host_driver.c"
     driver.write_text(DRIVER.replace("@NAME@", name).replace("@UNAME@", name.upper()))
     exe = work / f"{name}_host"

@@ -27,14 +27,16 @@ from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration, 
 from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
 from compiler.sensitivity import layer_sensitivity
-from compiler.simulate import StreamLayout, run_integer
+from compiler.simulate import StreamLayout, run_integer, stream_layout
 from runtime.ir import Program
 from compiler.state_pairs import resolve_state_pairs, time_series_name
 from compiler.streams import CALLS_PER_STREAM, aligned, call_streams, run_float_stream, snr_db, stitch
 from passes.assign_precision import AssignPrecision, layer_nodes
 from passes.calibrate import Calibrate
+from passes.correct_output_bias import CorrectOutputBias
 from passes.fold_chomp import FoldChomp
 from passes.fold_constants import FoldConstants
+from passes.fold_linear_head import FoldLinearHead
 from passes.fuse_activation import FuseActivation
 from passes.fuse_batchnorm import FuseBatchNorm
 from passes.fuse_gelu import FuseGelu
@@ -59,13 +61,14 @@ LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data su
 def float_passes(offline: bool) -> list[Pass]:
     """Normalize and fuse, then cut into a streaming model (unless compiling offline)."""
     passes: list[Pass] = [ImportQDQ(), RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(), FoldChomp(),
-                          FuseBatchNorm(), FuseActivation(), FuseSilu(), FuseGelu(), InferShapes()]
+                          FuseBatchNorm(), FuseActivation(), FuseSilu(), FuseGelu(), FoldLinearHead(),
+                          InferShapes()]
     return passes if offline else passes + [StreamingCut()]
 
 
 def quantization_passes() -> list[Pass]:
     return [Calibrate(), AssignPrecision(), Quantize(), PropagateQParams(), RefineExponents(),
-            LowerToInteger()]
+            LowerToInteger(), CorrectOutputBias()]
 
 
 def pipeline_for(options: Options) -> list[Pass]:
@@ -185,15 +188,7 @@ class Compilation:
         return result
 
     def layout(self) -> StreamLayout:
-        facts, graph = self.ctx.facts, self.ctx.graph
-        info = facts["time_info"]
-        x = graph.tensors()[facts["program"].inputs[0]]
-        out = facts["program"].outputs[0]
-        out_t = graph.tensors()[out]
-        stream = facts.get("streaming")
-        axis = facts["time_axis"]
-        return StreamLayout(axis, static_shape(x)[axis], bool(stream and stream["per_frame_output"]),
-                            info.get(x.name), info.get(out), static_shape(out_t))
+        return stream_layout(self.ctx)
 
 
 def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes: list = (),
@@ -278,7 +273,9 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             passes=[{"name": r.name, "changed": r.changed} for r in manager.records],
             requantizations=ctx.facts.get("requantizations", []),
             mixed_precision=search.as_json(options.snr_target) if search else None,
-            sensitivity=sensitivity, qdq_import=ctx.facts.get("qdq_import", []))
+            sensitivity=sensitivity, qdq_import=ctx.facts.get("qdq_import", []),
+            folded_heads=ctx.facts.get("folded_heads", []),
+            output_bias_correction=ctx.facts.get("output_bias_correction"))
         write_report(tmp, report, markdown(report), source=Path(path))
         if final.exists():
             shutil.rmtree(final)

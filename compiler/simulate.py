@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+from compiler.graph import static_shape
 from compiler.streams import chunks, from_physical, stitch, to_physical
 from passes.time_analysis import TimeInfo
 from runtime.ir import Program
@@ -31,6 +32,18 @@ class StreamLayout:
     input_info: TimeInfo | None
     output_info: TimeInfo | None
     output_shape: tuple[int, ...]  # ONNX shape of one call's output
+
+
+def stream_layout(ctx) -> StreamLayout:
+    """The lowered program's stream layout, from the compile context's facts."""
+    facts, graph = ctx.facts, ctx.graph
+    info = facts["time_info"]
+    x = graph.tensors()[facts["program"].inputs[0]]
+    out = facts["program"].outputs[0]
+    stream = facts.get("streaming")
+    axis = facts["time_axis"]
+    return StreamLayout(axis, static_shape(x)[axis], bool(stream and stream["per_frame_output"]),
+                        info.get(x.name), info.get(out), static_shape(graph.tensors()[out]))
 
 
 def run_integer(program: Program, layout: StreamLayout, x: np.ndarray,

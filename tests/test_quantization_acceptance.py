@@ -2,10 +2,13 @@
 
 The tutorial TCN (examples/tcn/make_tcn.py, seeded random weights), 64 standard-normal
 calibration inputs and 20 held-out inputs from the same distribution:
-- int8 output SNR >= 28 dB on both targets; int16: the issue asks >= 80 dB, Rill reaches 77.5 dB
-  (esp32p4) and 76.8 dB (esp32s3), about the per-tensor power-of-two limit of this model (78.7 dB
-  with ranges that knew the held-out data: docs/quantization.md; ESP-PPQ: about 68.5 dB on the
-  same data, `make bench-quant`), so this test guards the level reached (INT16_FLOOR_DB);
+- int8 output SNR >= 28 dB on both targets; int16: the issue asks >= 80 dB, Rill reaches 77.6 dB
+  (esp32p4) and 77.2 dB (esp32s3) by default and 79.4 / 79.1 dB with --fold-linear on (the head's
+  pointwise Conv and pool folded into its Gemm: two fewer rounding points, 25% more MACs at
+  CHUNK=1). The floor is the model input itself: int16 at 2^-12 and conv_in's output already
+  hold the first block's input to 81 dB (docs/quantization.md; ESP-PPQ: about 68.5 dB on the same
+  data, `make bench-quant`), so this test guards the levels reached (INT16_FLOOR_DB,
+  FOLDED_INT16_FLOOR_DB);
 - --snr-target 35 gives a mixed model that meets 35 dB on the calibration data for fewer added
   bytes (weights + activations) than making every layer int16.
 """
@@ -28,7 +31,8 @@ sys.path.insert(0, str(ROOT / "examples" / "tcn"))
 from make_tcn import build_tcn, make_calib  # noqa: E402
 
 HELD_OUT_SEED = 12345
-INT16_FLOOR_DB = 76.0  # issue 4's goal is 80 dB: not met (see the module docstring)
+INT16_FLOOR_DB = 76.5  # issue 4's goal is 80 dB: not met (see the module docstring)
+FOLDED_INT16_FLOOR_DB = 78.5
 GOALS_DB = {8: 28.0, 16: INT16_FLOOR_DB}
 
 
@@ -58,6 +62,19 @@ def test_tutorial_tcn_snr_through_the_c_api(tutorial, tmp_path, target, bits):
     print(f"\ntutorial TCN {target} int{bits}: {snr:.2f} dB through the C API on 20 held-out "
           f"inputs (calibration {report['snr_db']} dB), weights {report['weight_bytes']} B")
     assert snr >= GOALS_DB[bits]
+
+
+@pytest.mark.parametrize("target", ["esp32p4", "esp32s3"])
+def test_folded_head_at_int16(tutorial, tmp_path, target):
+    result = compile_tcn(tutorial, tmp_path / "out", target=target, bits=16, fold_linear="on")
+    report = result.report
+    [fold] = report["folded_heads"]
+    assert fold["window_frames"] == 5 and "/conv_out/Conv" in fold["folded"]
+    assert report["verification"]["selftest"] == "passed"
+    snr = c_float_snr(result.out_dir, report, tutorial[0], tutorial[2], tmp_path)
+    print(f"\ntutorial TCN {target} int16 --fold-linear on: {snr:.2f} dB held-out, "
+          f"MACs/call {report['macs_per_call']}")
+    assert snr >= FOLDED_INT16_FLOOR_DB
 
 
 def test_snr_target_promotes_fewer_bytes_than_all_int16(tutorial, tmp_path):

@@ -26,10 +26,12 @@ class RecurrentOps:
         for i, cell in enumerate(cells):  # Y_h / Y_c are the updated state itself
             if len(node.outputs) > 1 + i and node.outputs[1 + i].name:
                 self.alias[node.outputs[1 + i].name] = cell
-        if plan.c_dtype == "int32" and len(node.outputs) > 2 and \
-                self.cell_readers(node.outputs[2], cells[1], plan.c_dtype):
-            raise RillError(f"{node_label(node)}: another layer reads the int32 cell Y_c of this "
-                            "int16 LSTM, which no kernel takes; keep the layer int8 or read Y_h")
+        readers = self.cell_readers(node.outputs[2], cells[1]) if len(node.outputs) > 2 else []
+        if readers:
+            raise RillError(
+                f"{node_label(node)}: {', '.join(map(node_label, readers))} reads the cell state "
+                f"Y_c, which Rill's LSTM keeps at its own precision ({plan.c_dtype} at "
+                f"2^{plan.state['c'][2]}) for its next frame only; read Y_h (or Y) instead")
         scratch = f"{node.name}.scratch"
         n = plan.scratch_bytes // (plan.fmt.h // 8)
         self.buffers[scratch] = Buffer(scratch, (n,), plan.h_dtype, 0, "scratch")
@@ -43,13 +45,13 @@ class RecurrentOps:
                   dict(plan.params, t=frames, has_y=int(bool(y))), plan.arrays,
                   macs=frames * rows * (plan.params["input"] + plan.params["hidden"]))
 
-    def cell_readers(self, y_c: gs.Tensor, cell: str, c_dtype: str) -> list[gs.Node]:
+    def cell_readers(self, y_c: gs.Tensor, cell: str) -> list[gs.Node]:
         """The nodes that read an LSTM's Y_c, except an Identity into its state (the streaming
         cut's state output, aliased to the cell buffer, or a model state of the cell's type)."""
         def to_state(n: gs.Node) -> bool:
             out = n.outputs[0].name
             return n.op == "Identity" and (self.alias.get(out) == cell or
-                                           self.dtypes.get(out) == c_dtype)
+                                           self.dtypes.get(out) == self.buffers[cell].dtype)
         return [n for n in self.graph.nodes if y_c.name and not to_state(n)
                 and any(i.name == y_c.name for i in n.inputs)]
 

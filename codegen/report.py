@@ -145,16 +145,7 @@ def precision_sections(r: dict) -> list[str]:
     lines += [f"  - `{q['tensor']}` into `{q['node']}`: int{q['from_bits']} 2^{q['from_exp']} -> "
               f"int{q['to_bits']} 2^{q['to_exp']} ({q['reason']})"
               for q in r.get("requantizations", [])]
-    lines += [f"- linear head folded into `{f['gemm']}`: {', '.join(f'`{n}`' for n in f['folded'])} "
-              f"-> one Gemm over the last {f['window_frames']} frames (MACs per call "
-              f"{f['macs_per_call_before']:,} -> {f['macs_per_call_after']:,})"
-              for f in r.get("folded_heads", [])]
-    b = r.get("output_bias_correction")
-    if b:
-        lines += [f"- output bias correction of `{b['step']}`: "
-                  f"{'applied' if b['applied'] else 'not applied'} (mean output error up to "
-                  f"{b['max_abs_correction']:.3g}; held-back calibration MSE "
-                  f"{b['held_out_mse_before']:.3g} -> {b['held_out_mse_after']:.3g})"]
+    lines += accuracy_rewrite_lines(r)
     m = r.get("mixed_precision")
     if m:
         lines += [f"- --snr-target {m['target_db']} dB: reached {m['achieved_db']} dB with "
@@ -172,6 +163,21 @@ def precision_sections(r: dict) -> list[str]:
                   "| kind | tensor | bits | exponents | note |", "|---|---|---|---|---|"]
         lines += [f"| {q.get('kind')} | `{q.get('tensor')}` | {q.get('bits')} | "
                   f"{q.get('exponents')} | {q.get('note') or ''} |" for q in r["qdq_import"]]
+    return lines
+
+
+def accuracy_rewrite_lines(r: dict) -> list[str]:
+    """What fold-linear-head and correct-output-bias did (docs/quantization.md)."""
+    lines = [f"- linear head folded into `{f['gemm']}`: {', '.join(f'`{n}`' for n in f['folded'])}"
+             f" -> one Gemm over the last {f['window_frames']} frames (MACs per call "
+             f"{f['macs_per_call_before']:,} -> {f['macs_per_call_after']:,})"
+             for f in r.get("folded_heads", [])]
+    b = r.get("output_bias_correction")
+    if b:
+        lines.append(f"- output bias correction of `{b['step']}`: "
+                     f"{'applied' if b['applied'] else 'not applied'} (mean output error up to "
+                     f"{b['max_abs_correction']:.3g}; held-back calibration MSE "
+                     f"{b['held_out_mse_before']:.3g} -> {b['held_out_mse_after']:.3g})")
     return lines
 
 

@@ -14,6 +14,13 @@ Each kernel family has one template, `runtime/c/<family>.c`, written with type t
 `instantiate` substitutes them for one `KernelTypes`; the prototypes of the header are generated
 from the instantiated definitions; `rename` then replaces the `rill_` / `RILL_` prefix by the
 model's, so two models link into one firmware.
+
+Float32 (`--bits 32`): a family's float variant `KernelTypes(F32, F32)` (suffix `f32`, e.g.
+`rill_conv1d_f32`) comes from its own template, `Family.f32_file` (float math has other
+formulas; transpose shares its integer template with `rill_x_t` = float), with its params struct
+`rill_<family>_f32_params_t` from rill_kernels_f32.h. The `unary` family is float only: one
+variant per function (`KernelTypes(F32, F32, fn="sigmoid")` -> `rill_unary_sigmoid_f32`, the
+template's RILL_UNARY_FN becoming the RILL_F32_SIGMOID macro).
 """
 from __future__ import annotations
 
@@ -25,61 +32,74 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from runtime.ir import Buffer, Program, Step
+from runtime.reference.f32 import UNARY_FUNCTIONS
 
 C_DIR = Path(__file__).resolve().parent.parent / "runtime" / "c"
 
 ACT_BITS = (8, 16)
 ACC_BITS = (32, 64)
+F32 = "f32"  # the float32 type in KernelTypes (integer types are given in bits)
 
 
 @dataclass(frozen=True)
 class KernelTypes:
     """The type signature of one kernel variant, in bits: input `x`, output `y`, second input
-    `x2` (add), weights `w` and accumulator `acc` (= the bias type) where the family has them."""
+    `x2` (add), weights `w` and accumulator `acc` (= the bias type) where the family has them.
+    A float32 variant is `KernelTypes(F32, F32)` (every operand float32), plus `fn` (the
+    function) for the unary family."""
 
-    x: int
-    y: int
+    x: int | str
+    y: int | str
     x2: int | None = None
     w: int | None = None
     acc: int | None = None
+    fn: str | None = None
 
 
 @dataclass(frozen=True)
 class Family:
-    """A kernel family: its template file and the KernelTypes fields it uses besides x and y."""
+    """A kernel family: its template file and the KernelTypes fields it uses besides x and y,
+    and the template of its float32 variant (None: integer only; `file` None: float only)."""
 
-    file: str
+    file: str | None
     fields: tuple[str, ...] = ()
     same_xy: bool = False  # a data movement (or quantize/dequantize): y has x's type
+    f32_file: str | None = None
 
 
 FAMILIES: dict[str, Family] = {
-    "conv1d": Family("conv1d.c", ("w", "acc")),
-    "conv2d": Family("conv2d.c", ("w", "acc")),
-    "conv_transpose1d": Family("conv_transpose1d.c", ("w", "acc")),
-    "gemm": Family("gemm.c", ("w", "acc")),
-    "add": Family("add.c", ("x2",)),
-    "avgpool1d": Family("avgpool1d.c"),
-    "maxpool1d": Family("maxpool1d.c"),
-    "reduce": Family("reduce.c"),
-    "softmax": Family("softmax.c"),
+    "conv1d": Family("conv1d.c", ("w", "acc"), f32_file="conv1d_f32.c"),
+    "conv2d": Family("conv2d.c", ("w", "acc"), f32_file="conv2d_f32.c"),
+    "conv_transpose1d": Family("conv_transpose1d.c", ("w", "acc"),
+                               f32_file="conv_transpose1d_f32.c"),
+    "gemm": Family("gemm.c", ("w", "acc"), f32_file="gemm_f32.c"),
+    "add": Family("add.c", ("x2",), f32_file="add_f32.c"),
+    "avgpool1d": Family("avgpool1d.c", f32_file="avgpool1d_f32.c"),
+    "maxpool1d": Family("maxpool1d.c", f32_file="maxpool1d_f32.c"),
+    "reduce": Family("reduce.c", f32_file="reduce_f32.c"),
+    "softmax": Family("softmax.c", f32_file="softmax_f32.c"),
     "lut": Family("lut.c"),
+    "unary": Family(None, f32_file="unary_f32.c"),  # float only: expf, tanhf, erff, ...
     "requant": Family("requant.c"),
-    "transpose": Family("transpose.c", same_xy=True),
-    "mask_frames": Family("mask_frames.c", same_xy=True),
+    "transpose": Family("transpose.c", same_xy=True, f32_file="transpose.c"),
+    "mask_frames": Family("mask_frames.c", same_xy=True, f32_file="mask_frames_f32.c"),
     "quantize": Family("quantize.c", same_xy=True),  # quantize_f32 and dequantize, one type
-    "gru": Family("gru.c", ("w", "acc")),
-    "lstm": Family("lstm.c", ("w", "acc")),
+    "gru": Family("gru.c", ("w", "acc"), f32_file="gru_f32.c"),
+    "lstm": Family("lstm.c", ("w", "acc"), f32_file="lstm_f32.c"),
 }
 
 _WEIGHT_ARRAY = {"gru": "wx", "lstm": "wx"}  # the weights that give w (default "w")
-_TOKEN = re.compile(r"\b(?:rill_(?:x|x2|w|acc|y|table|c)_t|RILL_[XYC]_(?:MIN|MAX|BITS))\b")
+_TOKEN = re.compile(r"\b(?:rill_(?:x|x2|w|acc|y|table|c)_t|RILL_[XYC]_(?:MIN|MAX|BITS)|"
+                    r"RILL_UNARY_FN)\b")
 _DEFINITION = re.compile(r"^(?!static\b)([A-Za-z_][\w ]*?\brill_\w+\s*\([^)]*\))\s*\{", re.M)
 
 
 def variant_suffix(types: KernelTypes) -> str:
     """"s8" when every present activation/weight is 8 bits and acc is absent or 32; "s16" when
-    every one is 16 and acc is absent or 64; else the parts x{x} b{x2} w{w} a{acc} y{y}."""
+    every one is 16 and acc is absent or 64; else the parts x{x} b{x2} w{w} a{acc} y{y}.
+    Float32: "f32" ("{fn}_f32" for a unary function)."""
+    if types.x == F32:
+        return f"{types.fn}_f32" if types.fn else "f32"
     bits = [b for b in (types.x, types.x2, types.w, types.y) if b is not None]
     if all(b == 8 for b in bits) and types.acc in (None, 32):
         return "s8"
@@ -94,6 +114,12 @@ def check_types(family: str, types: KernelTypes) -> None:
     spec = FAMILIES.get(family)
     if spec is None:
         raise ValueError(f"no kernel family {family!r}")
+    if F32 in (types.x, types.y):
+        return _check_f32_types(family, spec, types)
+    if spec.file is None:
+        raise ValueError(f"{family}: a float32 family only, got {types}")
+    if types.fn is not None:
+        raise ValueError(f"{family}: fn is for float32 unary variants, got {types}")
     for name in ("x2", "w", "acc"):
         present = getattr(types, name) is not None
         if present != (name in spec.fields):
@@ -107,6 +133,17 @@ def check_types(family: str, types: KernelTypes) -> None:
         raise ValueError(f"{family}: input and output must have the same type, got {types}")
 
 
+def _check_f32_types(family: str, spec: Family, types: KernelTypes) -> None:
+    if spec.f32_file is None:
+        raise ValueError(f"{family}: no float32 variant")
+    if (types.x, types.y, types.x2, types.w, types.acc) != (F32, F32, None, None, None):
+        raise ValueError(f"{family}: a float32 variant is KernelTypes(F32, F32), got {types}")
+    if (family == "unary") != (types.fn is not None):
+        raise ValueError(f"{family}: fn names the function of a unary variant only, got {types}")
+    if types.fn is not None and types.fn not in UNARY_FUNCTIONS:
+        raise ValueError(f"unary: no function {types.fn!r} (one of {', '.join(UNARY_FUNCTIONS)})")
+
+
 def _bits(dtype) -> int:
     return np.dtype(dtype).itemsize * 8
 
@@ -118,6 +155,11 @@ def kernel_types(step: Step, buffers: Mapping[str, Buffer]) -> KernelTypes:
     spec = FAMILIES.get(step.op)
     if spec is None:
         raise ValueError(f"step op {step.op!r} is not a kernel family")
+    if buffers[step.outputs[0]].is_float:  # a float32 program: every operand is float32
+        fn = UNARY_FUNCTIONS[step.params["fn"]] if step.op == "unary" else None
+        types = KernelTypes(F32, F32, fn=fn)
+        check_types(step.op, types)
+        return types
     x = _bits(buffers[step.inputs[0]].dtype)
     x2 = _bits(buffers[step.inputs[1]].dtype) if "x2" in spec.fields else None
     w = (_bits(np.asarray(step.arrays[_WEIGHT_ARRAY.get(step.op, "w")]).dtype)
@@ -126,6 +168,18 @@ def kernel_types(step: Step, buffers: Mapping[str, Buffer]) -> KernelTypes:
     types = KernelTypes(x=x, y=_bits(buffers[step.outputs[0]].dtype), x2=x2, w=w, acc=acc)
     check_types(step.op, types)
     return types
+
+
+def params_struct(family: str, types: KernelTypes) -> tuple[str, tuple[str, ...]] | None:
+    """(struct type without the prefix, field names) of the params struct a variant takes, or
+    None when it takes its scalars as arguments. Float32 variants have their own structs
+    (`<family>_f32_params_t`, some fields float), except transpose (no numbers in it)."""
+    from runtime.reference import f32, kernels
+    if types.x == F32 and family in f32.PARAMS_FIELDS:
+        return f"{family}_f32_params_t", f32.PARAMS_FIELDS[family]
+    if (types.x != F32 or family == "transpose") and family in kernels.PARAMS_FIELDS:
+        return f"{family}_params_t", kernels.PARAMS_FIELDS[family]
+    return None
 
 
 def function_name(family: str, types: KernelTypes, prefix: str = "rill") -> str:
@@ -148,13 +202,14 @@ def quantize_names(dtype: str, prefix: str) -> tuple[str, str]:
 
 def program_variants(program: Program) -> set[tuple[str, KernelTypes]]:
     """Every (family, types) the program's steps call, plus quantize/dequantize for its float
-    API at the input and output types."""
+    API at the input and output types (when they are integers)."""
     variants = set()
     for step in program.steps:
         if step.op in FAMILIES:
             variants.add((step.op, kernel_types(step, program.buffers)))
     for name in program.inputs + program.outputs:
-        variants.add(("quantize", io_types(program.buffers[name].dtype)))
+        if not program.buffers[name].is_float:
+            variants.add(("quantize", io_types(program.buffers[name].dtype)))
     return variants
 
 
@@ -172,6 +227,12 @@ def rename(src: str, prefix: str) -> str:
 def _tokens(family: str, types: KernelTypes) -> dict[str, str]:
     def c_int(bits: int) -> str:
         return f"int{bits}_t"
+
+    if types.x == F32:
+        tok = {"rill_x_t": "float", "rill_y_t": "float"}
+        if types.fn is not None:
+            tok["RILL_UNARY_FN"] = f"RILL_F32_{types.fn.upper()}"
+        return tok
 
     tok = {"rill_x_t": c_int(types.x), "rill_y_t": c_int(types.y),
            "RILL_X_MIN": f"INT{types.x}_MIN", "RILL_X_MAX": f"INT{types.x}_MAX",
@@ -196,7 +257,8 @@ def instantiate(family: str, types: KernelTypes) -> str:
     """The family's template with the type tokens of `types` substituted (includes dropped,
     names still `rill_*`)."""
     check_types(family, types)
-    src = _strip_includes((C_DIR / FAMILIES[family].file).read_text())
+    spec = FAMILIES[family]
+    src = _strip_includes((C_DIR / (spec.f32_file if types.x == F32 else spec.file)).read_text())
     tok = _tokens(family, types)
 
     def sub(m: re.Match) -> str:
@@ -229,11 +291,15 @@ def _sorted(variants: Iterable[tuple[str, KernelTypes]]) -> list[tuple[str, Kern
 
 
 def kernel_header(prefix: str, variants: Iterable[tuple[str, KernelTypes]]) -> str:
-    """rill_common.h, the params structs, the recurrent helpers and the prototypes of
-    `variants` ((family, KernelTypes) pairs), renamed to `prefix`."""
-    parts = [_strip_includes((C_DIR / name).read_text())
-             for name in ("rill_common.h", "rill_kernels.h", "rill_recurrent.h")]
-    decls = [p for family, types in _sorted(variants)
+    """rill_common.h, the params structs, the recurrent helpers (the float32 structs and
+    functions when a float variant is used) and the prototypes of `variants` ((family,
+    KernelTypes) pairs), renamed to `prefix`."""
+    variants = _sorted(variants)
+    headers = ["rill_common.h", "rill_kernels.h", "rill_recurrent.h"]
+    if any(types.x == F32 for _, types in variants):
+        headers.append("rill_kernels_f32.h")
+    parts = [_strip_includes((C_DIR / name).read_text()) for name in headers]
+    decls = [p for family, types in variants
              for p in prototypes(instantiate(family, types))]
     parts.append("/* The kernel variants of this component. */\n" + "\n".join(decls) + "\n")
     return rename("\n".join(parts), prefix)

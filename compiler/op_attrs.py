@@ -123,3 +123,40 @@ def normalized_slice(start: int, end: int, step: int, dim: int) -> tuple[int, in
     """ONNX Slice clamping for one axis: the python range(start, end, step) it selects."""
     s, e, _ = slice(start, end, step).indices(dim) if step != 0 else (0, 0, 1)
     return s, e, step
+
+
+#: The activations of ONNX GRU / LSTM that the kernels implement: ONNX's defaults.
+DEFAULT_RNN_ACTIVATIONS = {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def recurrent_weights(node: gs.Node) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                              np.ndarray | None]:
+    """(W [G*H, I], R [G*H, H], B [2*G*H] or None, LSTM peepholes P [3H] or None) of a GRU or
+    LSTM the kernels implement: one forward direction, batch-second layout, the default
+    activations, no clip, no input_forget, no sequence_lens shorter than the input."""
+    where = node_label(node)
+    acts = [_text(a) for a in node.attrs.get("activations", [])]
+    if acts and acts != DEFAULT_RNN_ACTIVATIONS[node.op]:
+        raise RillError(f"{where}: custom activations {acts} are not supported (only "
+                        f"{DEFAULT_RNN_ACTIVATIONS[node.op]})")
+    if node.attrs.get("clip") is not None or int(node.attrs.get("input_forget", 0)):
+        raise RillError(f"{where}: clip and input_forget are not supported")
+    direction = _text(node.attrs.get("direction", "forward"))
+    if direction != "forward" or int(node.attrs.get("layout", 0)):
+        raise RillError(f"{where}: only a forward {node.op} with layout 0 (time first) has a "
+                        f"kernel, not direction={direction}, layout={node.attrs.get('layout', 0)}")
+    w, r = (const_value(node.inputs[i]) for i in (1, 2))
+    if w is None or r is None or w.shape[0] != 1:
+        raise RillError(f"{where}: needs constant weights and one direction")
+    if len(node.inputs) > 4 and node.inputs[4].name:
+        lens = const_value(node.inputs[4])
+        frames = (static_shape(node.inputs[0]) or [None])[0]
+        if lens is None or np.any(np.asarray(lens) != frames):
+            raise RillError(f"{where}: sequence_lens shorter than the input is not supported")
+    b = const_value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3].name else None
+    p = const_value(node.inputs[7]) if len(node.inputs) > 7 and node.inputs[7].name else None
+    return (w[0], r[0], None if b is None else b[0], None if p is None else p[0])

@@ -13,6 +13,7 @@ import onnx_graphsurgeon as gs
 
 from compiler.graph import const_value, node_label
 from compiler.errors import RillError
+from compiler.op_attrs import recurrent_weights
 from passes.quantize_recurrent import E_H, layer_bits, plan_gru, plan_lstm
 
 SOFTMAX_EXP = {8: -7, 16: -15}  # by output bits: q = round(p * 2^(bits-1)), saturated
@@ -107,26 +108,16 @@ def recurrent_exponents(node: gs.Node, plan) -> dict[str, int]:
 def plan_recurrent(node: gs.Node, ctx, e_x: int):
     """The plan of one GRU/LSTM (weights, tables, shifts) for input exponent `e_x`, at the
     layer's input, weight and hidden widths (assign-precision's facts)."""
-    if node.attrs.get("activations") or node.attrs.get("clip") or \
-            int(node.attrs.get("input_forget", 0)):
-        raise RillError(f"{node_label(node)}: custom activations, clip and input_forget are not "
-                        "supported")
-    w, r = (const_value(node.inputs[i]) for i in (1, 2))
-    b = const_value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3].name else None
-    if w is None or r is None or w.shape[0] != 1:
-        raise RillError(f"{node_label(node)}: needs constant weights and one direction")
+    w, r, b, peep = recurrent_weights(node)
     seq = ctx.facts["calibration_sequences"][node.inputs[0].name]
-    x_calib = seq.reshape(seq.shape[0], -1, w.shape[2])
+    x_calib = seq.reshape(seq.shape[0], -1, w.shape[1])
     mode = ctx.options.target.rounding
     bits = layer_bits(node, ctx.facts.get("tensor_bits", {}), ctx.facts.get("weight_bits", {}),
                       ctx.options.bits)
     try:
         if node.op == "GRU":
-            return plan_gru(w[0], r[0], None if b is None else b[0],
-                            int(node.attrs.get("linear_before_reset", 0)), x_calib, e_x, mode,
-                            **bits)
-        peep = const_value(node.inputs[7]) if len(node.inputs) > 7 and node.inputs[7].name else None
-        return plan_lstm(w[0], r[0], None if b is None else b[0], x_calib, e_x, mode,
-                         None if peep is None else peep[0], **bits)
+            return plan_gru(w, r, b, int(node.attrs.get("linear_before_reset", 0)), x_calib,
+                            e_x, mode, **bits)
+        return plan_lstm(w, r, b, x_calib, e_x, mode, peep, **bits)
     except ValueError as exc:
         raise RillError(f"{node_label(node)}: {exc}") from None

@@ -4,6 +4,10 @@ A `Program` is a straight-line schedule of kernel `Step`s over named `Buffer`s. 
 *physical* shape: tensors that carry the time axis are stored time-major (frame after frame, the
 other axes in ONNX order), everything else in ONNX order. Steps only ever see physical shapes, so
 the reference and the C code index memory the same way.
+
+A buffer holds integers (int8/int16/int32: real value = q * 2^exp, a quantized program) or float32
+values (`exp` None: the value is the real value, a `--bits 32` program). Kernel steps of a float
+program run the float32 variants of the same kernel families (runtime/KERNELS.md).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ROUNDING_MODES = ("half_even", "half_up")
+FLOAT32 = "float32"  # the dtype of every buffer of a float (`--bits 32`) program
 
 
 @dataclass
@@ -20,9 +25,13 @@ class Buffer:
 
     name: str
     shape: tuple[int, ...]
-    dtype: str  # "int8" | "int16" | "int32"
-    exp: int  # real value = q * 2**exp
+    dtype: str  # "int8" | "int16" | "int32" | "float32"
+    exp: int | None  # real value = q * 2**exp; None for float32 (the value is the real value)
     role: str  # "input" | "output" | "state" | "scratch"
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype == FLOAT32
 
     @property
     def size(self) -> int:
@@ -31,6 +40,11 @@ class Buffer:
     @property
     def nbytes(self) -> int:
         return self.size * np.dtype(self.dtype).itemsize
+
+    def real(self, values: np.ndarray) -> np.ndarray:
+        """The real values (float64) of this buffer's contents: q * 2^exp, or the floats."""
+        values = np.asarray(values, np.float64)
+        return values if self.exp is None else values * 2.0 ** self.exp
 
 
 @dataclass
@@ -58,7 +72,7 @@ class StatePair:
     buffer: str
     onnx_input: str
     onnx_output: str
-    init: int  # initial quantized value of every element
+    init: int | float  # initial value of every element (quantized, or a float32 value)
 
 
 @dataclass
@@ -72,6 +86,11 @@ class Program:
 
     def buffer(self, name: str) -> Buffer:
         return self.buffers[name]
+
+    @property
+    def is_float(self) -> bool:
+        """A float32 program (`--bits 32`): its input and output hold float values."""
+        return self.buffers[self.inputs[0]].is_float
 
     @property
     def weight_bytes(self) -> int:

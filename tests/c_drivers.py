@@ -18,8 +18,10 @@ from typing import Iterable
 
 import numpy as np
 
-from codegen.kernel_library import (FAMILIES, KernelTypes, function_name, kernel_header,
-                                    kernel_sources, quantize_names, variant_suffix)
+from codegen.kernel_library import (F32, FAMILIES, KernelTypes, function_name, kernel_header,
+                                    kernel_sources, params_struct, quantize_names,
+                                    variant_suffix)
+from runtime.reference.f32 import FLOAT_FIELDS
 
 MODES = ("half_even", "half_up")
 MODE_MACRO = {"half_even": 0, "half_up": 1}
@@ -74,8 +76,96 @@ _STRUCT_CALLS = {
 }
 
 
+# Float32 variants whose scalars are arguments: params (float ones as their int32 bits, read
+# back with rill_param_f32), arrays, and the call.
+_F32_CALLS = {
+    "add": (1, 2, "{fn}(pr[0], a[0], a[1], out);"),
+    "unary": (3, 1, "{fn}(pr[0], rill_param_f32(pr[1]), rill_param_f32(pr[2]), a[0], out);"),
+    "softmax": (2, 1, "{fn}(pr[0], pr[1], a[0], out);"),
+}
+
+#: float32 helper of the dispatch: a float param travels as its int32 bit pattern.
+F32_HELPER = """static float rill_param_f32(int32_t bits)
+{
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+"""
+
+
+def _f32_recurrent_case(family: str, fn: str) -> str:
+    """gru/lstm f32: params = the struct fields + t; arrays x wx wh bias h0 (c0); out = y [t][H]
+    followed by the final h (and c): one record checks the sequence and the state."""
+    lstm = family == "lstm"
+    n_struct = 2 if lstm else 3
+    cell = ("        c = h + hid;\n        memcpy(c, a[5], (size_t)hid * sizeof(float));\n"
+            if lstm else "")
+    return (f"{{\n        rill_{family}_f32_params_t p;\n        int32_t t, hid;\n"
+            f"        float *h, {'*c, ' if lstm else ''}*scratch, *y = (float *)out;\n"
+            f"        rill_expect(np == {n_struct + 1} && na == {6 if lstm else 5}, record);\n"
+            f"        memcpy(&p, pr, sizeof p);\n        t = pr[{n_struct}];\n"
+            "        hid = p.hidden;\n        h = y + t * hid;\n"
+            "        memcpy(h, a[4], (size_t)hid * sizeof(float));\n" + cell +
+            "        scratch = (float *)malloc((size_t)(4 * hid) * sizeof(float));\n"
+            "        if (scratch == NULL) {\n            rill_die(\"out of memory\", record);\n"
+            "        }\n"
+            f"        {fn}(&p, t, a[0], a[1], a[2], a[3], h, {'c, ' if lstm else ''}scratch, "
+            "t > 0 ? y : 0);\n        free(scratch);\n        break;\n    }")
+
+
+def _f32_case(family: str, types: KernelTypes) -> str:
+    fn = function_name(family, types)
+    if family in ("gru", "lstm"):
+        return _f32_recurrent_case(family, fn)
+    if family in _F32_CALLS:
+        n_params, n_arrays, call = _F32_CALLS[family]
+        return (f"rill_expect(np == {n_params} && na == {n_arrays}, record);\n"
+                f"        {call.format(fn=fn)}\n        break;")
+    if family == "mask_frames":  # params frames inner pad in_place; arrays mask x
+        return ("rill_expect(np == 4 && na == 2, record);\n"
+                "        if (pr[3]) { /* in place: y = x = out, x copied in first */\n"
+                "            if (pr[0] * pr[1] > 0) {\n"
+                "                memcpy(out, a[1], (size_t)pr[0] * (size_t)pr[1] * 4u);\n"
+                "            }\n"
+                f"            {fn}(pr[0], pr[1], rill_param_f32(pr[2]), a[0], out, out);\n"
+                "        } else {\n"
+                f"            {fn}(pr[0], pr[1], rill_param_f32(pr[2]), a[0], a[1], out);\n"
+                "        }\n        break;")
+    struct, _ = params_struct(family, types)
+    narrays, call = _STRUCT_CALLS[family]
+    narrays = narrays - 1 if family in ("conv1d", "conv2d", "conv_transpose1d", "gemm") else \
+        narrays
+    args = ", ".join(f"a[{i}]" for i in range(narrays))
+    return (f"{{\n        rill_{struct} p;\n"
+            f"        rill_expect(np * 4 == (int32_t)sizeof p && na == {narrays}, record);\n"
+            f"        memcpy(&p, pr, sizeof p);\n        {fn}(&p, {args}, out);\n        break;\n"
+            "    }")
+
+
+def f32_params(family: str, p: dict) -> list[int]:
+    """A float32 kernel's struct params as int32 slots (float fields as their bit pattern)."""
+    _, fields = params_struct(family, KernelTypes(F32, F32, fn="relu" if family == "unary"
+                                                  else None))
+    out = []
+    for f in fields:
+        v = p[f]
+        if isinstance(v, (list, tuple)):
+            out.extend(list(v) + [0] * (4 - len(v)))
+        else:
+            out.append(float_bits(v) if f in FLOAT_FIELDS else int(v))
+    return out
+
+
+def float_bits(v: float) -> int:
+    return int(np.array([v], np.float32).view(np.int32)[0])
+
+
 def _case(family: str, types: KernelTypes) -> str:
     fn = function_name(family, types)
+    if types.x == F32:
+        return _f32_case(family, types)
     if family in _STRUCT_CALLS:
         narrays, call = _STRUCT_CALLS[family]
         return (f"{{\n        rill_{family}_params_t p;\n"
@@ -113,7 +203,8 @@ def dispatch_source(variants: Iterable[Variant]) -> tuple[str, dict[Variant, int
     ids = {v: VARIANT_BASE + i for i, v in enumerate(ordered)}
     cases = "\n".join(f"    case {ids[(f, t)]}: /* {f} {variant_suffix(t)} */\n"
                       f"        {_case(f, t)}" for f, t in ordered)
-    src = ("/* Generated by tests/c_drivers.py: one case per kernel variant. */\n"
+    helper = F32_HELPER if any(t.x == F32 for _, t in ordered) else ""
+    src = ("/* Generated by tests/c_drivers.py: one case per kernel variant. */\n" + helper +
            "static int rill_call_variant(int32_t op, const int32_t *pr, int32_t np, void **a,\n"
            "                             int32_t na, void *out, long record)\n{\n"
            "    switch (op) {\n" + cases + "\n    default:\n        return 0;\n    }\n"

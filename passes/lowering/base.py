@@ -1,5 +1,7 @@
-"""The lowering's shared state: buffers with their precision and exponent, emitted steps, and
-the layout questions every op family asks (where time is stored, which axes are contiguous)."""
+"""The lowering's shared state: buffers, emitted steps, the ONNX op -> lowering method table,
+and the layout questions every op family asks (where time is stored, which axes are
+contiguous). The numbers are a format mixin's business: `IntegerFormat` (a quantized program:
+int8/int16 buffers with exponents) or `FloatFormat` (a float32 program: no scheme at all)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,60 +9,69 @@ import onnx_graphsurgeon as gs
 
 from compiler.context import CompileContext
 from compiler.errors import RillError
-from compiler.graph import node_label, static_shape
+from compiler.graph import const_value, node_label, static_shape
 from passes.streaming_cut import state_specs
-from passes.time_analysis import TimeInfo, physical_perm, physical_shape
-from runtime.ir import Buffer, Step
+from passes.tables import TABLE_OPS
+from passes.time_analysis import TimeInfo, physical_perm, physical_shape, reduce_axes
+from runtime.ir import FLOAT32, Buffer, Step
 from runtime.reference.kernels import round_to_int
 
+#: ONNX op -> the lowering method of its kernel family (the nonlinear unary ops of TABLE_OPS:
+#: `unary`). An integer and a float32 lowering implement the same methods; an op whose method
+#: one of them lacks is a clear error in that precision.
+OP_METHODS: dict[str, str] = {
+    "Conv": "conv", "FusedConv": "conv", "Gemm": "gemm", "FusedGemm": "gemm",
+    "Add": "add", "AveragePool": "avgpool", "MaxPool": "maxpool",
+    "Concat": "concat", "Slice": "slice", "Gather": "gather",
+    "Flatten": "reshape", "Reshape": "reshape", "Squeeze": "reshape",
+    "Unsqueeze": "reshape", "Transpose": "transpose", "Identity": "identity",
+    "ReduceMean": "reduce", "ReduceMax": "reduce", "ReduceSum": "reduce",
+    "GlobalAveragePool": "reduce", "GlobalMaxPool": "reduce",
+    "Softmax": "softmax", "MaskFrames": "mask_frames",
+    "ConvTranspose": "conv_transpose", "GRU": "recurrent", "LSTM": "recurrent",
+}
+
+
+#: The `op` code of the reduce kernels (RILL_REDUCE_MEAN / _MAX / _SUM) of each reduction.
+REDUCE_OPS = {"ReduceMean": 0, "GlobalAveragePool": 0, "ReduceMax": 1, "GlobalMaxPool": 1,
+              "ReduceSum": 2}
+
+
+def lowering_method(op: str) -> str | None:
+    return OP_METHODS.get(op) or ("unary" if op in TABLE_OPS else None)
+
+
 class LoweringBase:
-    """Buffers, their precision and exponents, and the steps emitted so far."""
+    """Buffers and the steps emitted so far; the format mixin gives dtypes and exponents."""
+
+    precision = ""  # named in errors: "integer" or "float32"
 
     def __init__(self, ctx: CompileContext, info: dict[str, TimeInfo]):
         self.ctx = ctx
         self.graph = ctx.graph
         self.info = info
-        self.exps: dict[str, int] = ctx.facts["exponents"]
-        self.wexps: dict[str, np.ndarray] = ctx.facts["weight_exponents"]
-        self.mode = ctx.options.target.rounding
         self.buffers: dict[str, Buffer] = {}
         self.steps: list[Step] = []
         self.requantizations: list[dict] = []  # Concat inputs aligned by a requant step
         self.alias: dict[str, str] = {}  # state_next tensor -> state buffer
         self.model_states = {s.input for s in state_specs(ctx.facts) if s.kind == "model"}
-        self.bits: dict[str, int] = ctx.facts.get("tensor_bits", {})
-        self.default_bits = ctx.options.bits
-        plans = ctx.facts.get("recurrent_plans", {})
-        self.dtypes: dict[str, str] = {  # LSTM cells: int16 for int8 h, int32 for int16 h
-            n.inputs[i].name: plans[n.name].c_dtype if n.name in plans else "int16"
-            for n in self.graph.nodes if n.op == "LSTM"
-            for i in (6,) if len(n.inputs) > i and n.inputs[i].name}
+
+    def lower(self, node: gs.Node) -> None:
+        name = lowering_method(node.op)
+        method = getattr(self, name, None) if name else None
+        if method is None:
+            what = f"{self.precision} kernel" if name else "kernel"
+            raise RillError(f"{node_label(node)}: no {what} for {node.op} yet")
+        method(node)
 
     # -- buffers -----------------------------------------------------------------------------
     def buffer(self, t: gs.Tensor, role: str = "scratch") -> str:
         name = self.alias.get(t.name, t.name)
         if name not in self.buffers:
             shape = static_shape(t)
-            if t.name not in self.exps:
-                raise RillError(f"tensor '{t.name}' has no quantization exponent")
             self.buffers[name] = Buffer(name, physical_shape(shape, self.info.get(t.name)),
-                                        self.dtype(t), self.exps[t.name], role)
+                                        self.dtype(t), self.buffer_exp(t), role)
         return name
-
-    def exp(self, t: gs.Tensor) -> int:
-        return self.exps[t.name]
-
-    def dtype(self, t: gs.Tensor) -> str:
-        return self.dtypes.get(t.name) or f"int{self.bits.get(t.name, self.default_bits)}"
-
-    def tensor_bits(self, t: gs.Tensor) -> int:
-        """8 or 16: the precision the tensor is stored in."""
-        return np.dtype(self.dtype(t)).itemsize * 8
-
-    def qrange(self, t: gs.Tensor) -> tuple[int, int]:
-        """The integer range of the tensor's type, e.g. (-128, 127)."""
-        half = 1 << (self.tensor_bits(t) - 1)
-        return -half, half - 1
 
     def perm(self, t: gs.Tensor) -> list[int]:
         return physical_perm(len(static_shape(t)), self.info.get(t.name))
@@ -97,6 +108,94 @@ class LoweringBase:
         order = [a for a in self.perm(t) if static_shape(t)[a] != 1]
         return [a for a in self.perm(y) if a in order] == order
 
+    def add_operands(self, node: gs.Node) -> tuple[gs.Tensor, gs.Tensor, gs.Tensor]:
+        """(a, b, y) of an Add of two same-shape activations stored alike (the add kernels)."""
+        a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        if static_shape(a) != static_shape(b) or any(const_value(t) is not None for t in (a, b)):
+            raise RillError(f"{node_label(node)}: only Add of two same-shape activations has a "
+                            "kernel yet")
+        if self.perm(a) != self.perm(b):
+            raise RillError(f"{node_label(node)}: operands are stored in different layouts")
+        return a, b, y
+
+    def reduce_params(self, node: gs.Node) -> dict[str, int]:
+        """outer, length, inner and op of a reduction (ReduceMean/Max/Sum, global pools)."""
+        x, y = node.inputs[0], node.outputs[0]
+        outer, length, inner = self.reduction_blocks(node, x, y,
+                                                     reduce_axes(node, len(static_shape(x))))
+        return dict(outer=outer, length=length, inner=inner, op=REDUCE_OPS[node.op])
+
+    def reduction_blocks(self, node, x, y, axes) -> tuple[int, int, int]:
+        """[outer][length][inner] of a reduction whose axes are contiguous in storage."""
+        shape = static_shape(x)
+        stored = [a for a in self.perm(x) if shape[a] != 1]
+        reduced = [i for i, a in enumerate(stored) if a in axes]
+        kept = [a for a in stored if a not in axes]
+        y_shape = static_shape(y)
+        y_stored = [a for a in self.perm(y) if y_shape[a] != 1]
+        contiguous = not reduced or reduced == list(range(reduced[0], reduced[-1] + 1))
+        if not contiguous or [shape[a] for a in kept] != [y_shape[a] for a in y_stored]:
+            raise RillError(f"{node_label(node)}: reduces axes that are not contiguous in memory")
+        first = reduced[0] if reduced else len(stored)
+        dims = [shape[a] for a in stored]
+        outer = int(np.prod(dims[:first], dtype=np.int64))
+        length = int(np.prod([shape[a] for a in stored if a in axes], dtype=np.int64))
+        return outer, length, int(np.prod(dims, dtype=np.int64)) // max(outer * length, 1)
+
+    def softmax_rows(self, node: gs.Node) -> tuple[int, int]:
+        """(rows, cols) of a Softmax along the innermost stored axis."""
+        x = node.inputs[0]
+        shape = static_shape(x)
+        axis = int(node.attrs.get("axis", 1 if self.graph.opset < 13 else -1)) % len(shape)
+        if self.graph.opset < 13 and any(d != 1 for d in shape[axis + 1:]):
+            raise RillError(f"{node_label(node)}: a Softmax of opset {self.graph.opset} works on "
+                            f"the axes from {axis} on flattened; only one axis (the last non-unit "
+                            "one) is supported")
+        stored = [a for a in self.perm(x) if shape[a] != 1]
+        if not stored or stored[-1] != axis:
+            raise RillError(f"{node_label(node)}: Softmax must work along the innermost stored axis")
+        return int(np.prod(shape)) // shape[axis], shape[axis]
+
+
+class IntegerFormat:
+    """The numbers of a quantized program: int8/int16 buffers (int16/int32 LSTM cells) at the
+    exponents quantization chose, constants rounded with the target's mode."""
+
+    precision = "integer"
+
+    def __init__(self, ctx: CompileContext, info: dict[str, TimeInfo]):
+        super().__init__(ctx, info)
+        self.exps: dict[str, int] = ctx.facts["exponents"]
+        self.wexps: dict[str, np.ndarray] = ctx.facts["weight_exponents"]
+        self.mode = ctx.options.target.rounding
+        self.bits: dict[str, int] = ctx.facts.get("tensor_bits", {})
+        self.default_bits = ctx.options.bits
+        plans = ctx.facts.get("recurrent_plans", {})
+        self.dtypes: dict[str, str] = {  # LSTM cells: int16 for int8 h, int32 for int16 h
+            n.inputs[i].name: plans[n.name].c_dtype if n.name in plans else "int16"
+            for n in self.graph.nodes if n.op == "LSTM"
+            for i in (6,) if len(n.inputs) > i and n.inputs[i].name}
+
+    def buffer_exp(self, t: gs.Tensor) -> int:
+        if t.name not in self.exps:
+            raise RillError(f"tensor '{t.name}' has no quantization exponent")
+        return self.exps[t.name]
+
+    def exp(self, t: gs.Tensor) -> int:
+        return self.exps[t.name]
+
+    def dtype(self, t: gs.Tensor) -> str:
+        return self.dtypes.get(t.name) or f"int{self.bits.get(t.name, self.default_bits)}"
+
+    def tensor_bits(self, t: gs.Tensor) -> int:
+        """8 or 16: the precision the tensor is stored in."""
+        return np.dtype(self.dtype(t)).itemsize * 8
+
+    def qrange(self, t: gs.Tensor) -> tuple[int, int]:
+        """The integer range of the tensor's type, e.g. (-128, 127)."""
+        half = 1 << (self.tensor_bits(t) - 1)
+        return -half, half - 1
+
     def quantize_scalar(self, value: float, t: gs.Tensor) -> int:
         """`value` in the units of tensor `t` (its exponent and type), rounded and saturated."""
         lo, hi = self.qrange(t)
@@ -104,3 +203,33 @@ class LoweringBase:
                          self.mode)[0]
         return int(np.clip(q, lo, hi))
 
+    def constant(self, value: float, t: gs.Tensor) -> int:
+        """A constant stored in tensor `t`'s buffer (a fill, a state's initial value)."""
+        return self.quantize_scalar(value, t)
+
+    def tie_type(self, name: str, like: str) -> None:
+        """Store tensor `name` in the type of `like` (a model's own state output and input)."""
+        if like in self.dtypes:
+            self.dtypes[name] = self.dtypes[like]
+
+
+class FloatFormat:
+    """The numbers of a float32 program (`--bits 32`): every buffer float32, no exponents, no
+    rounding; constants are float32 values."""
+
+    precision = "float32"
+
+    def buffer_exp(self, t: gs.Tensor) -> None:
+        return None
+
+    def exp(self, t: gs.Tensor) -> None:
+        return None
+
+    def dtype(self, t: gs.Tensor) -> str:
+        return FLOAT32
+
+    def constant(self, value: float, t: gs.Tensor) -> float:
+        return float(np.float32(value))
+
+    def tie_type(self, name: str, like: str) -> None:
+        """Every buffer is float32 already."""

@@ -38,7 +38,7 @@ class MovementOps:
                           dict(src_offset=0, dst_offset=offset, count=n, blocks=blocks,
                                src_stride=n, dst_stride=row))
             elif value is not None:  # e.g. the "valid" flags of new frames
-                q = np.array([self.quantize_scalar(v, y) for v in np.ravel(value)],
+                q = np.array([self.constant(v, y) for v in np.ravel(value)],
                              self.dtype(y))
                 self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n),
                           dict(values=q))

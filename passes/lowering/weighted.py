@@ -8,7 +8,8 @@ import onnx_graphsurgeon as gs
 
 from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
-from compiler.op_attrs import window_attrs
+from passes.lowering.geometry import (conv1d_geometry, conv2d_geometry,
+                                      conv_transpose1d_geometry)
 from passes.quant_rules import out_channel_weights
 from runtime.reference.kernels import round_to_int
 
@@ -80,19 +81,13 @@ class WeightedOps:
             return self.conv2d(node)
         if len(static_shape(x)) != 3:
             raise RillError(f"{node_label(node)}: only 1-D and 2-D convolutions have kernels")
-        a = window_attrs(node)
         w = const_value(node.inputs[1])
         qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
-        _, c_in, t_in = static_shape(x)
-        c_out, _, k = w.shape
-        t_out = static_shape(y)[2]
-        params = dict(t_in=t_in, c_in=c_in, c_out=c_out, kernel=k, stride=a["strides"][0],
-                      dilation=a["dilations"][0], groups=int(node.attrs.get("group", 1)),
-                      pad_l=a["pads"][0], pad_r=a["pads"][1], act_min=lo, act_max=hi)
+        params = dict(conv1d_geometry(node, w.shape), act_min=lo, act_max=hi)
         self.require_time_major(node, x, y)
         arrays = dict(w=np.ascontiguousarray(qw.transpose(0, 2, 1)), bias=qb, shift=shift)
         self.emit(node, "conv1d", [self.buffer(x)], [self.buffer(y)], params, arrays,
-                  macs=t_out * c_out * k * w.shape[1])
+                  macs=static_shape(y)[2] * w.shape[0] * w.shape[2] * w.shape[1])
 
     def gemm(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -109,36 +104,20 @@ class WeightedOps:
         x, y = node.inputs[0], node.outputs[0]
         if self.perm(x) != [0, 3, 1, 2] or self.perm(y) != [0, 3, 1, 2]:
             raise RillError(f"{node_label(node)}: a 2-D convolution needs time on the last axis")
-        a = window_attrs(node)
         w = const_value(node.inputs[1])
         qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
-        _, c_in, f_in, t_in = static_shape(x)
-        c_out, cg, kf, kt = w.shape
-        _, _, f_out, t_out = static_shape(y)
-        (pf_l, pt_l, pf_r, pt_r), (sf, st), (df, dt) = a["pads"], a["strides"], a["dilations"]
-        params = dict(t_in=t_in, f_in=f_in, c_in=c_in, c_out=c_out, kernel_t=kt, kernel_f=kf,
-                      stride_t=st, stride_f=sf, dilation_t=dt, dilation_f=df,
-                      groups=int(node.attrs.get("group", 1)), pad_t_l=pt_l, pad_t_r=pt_r,
-                      pad_f_l=pf_l, pad_f_r=pf_r, act_min=lo, act_max=hi)
+        params = dict(conv2d_geometry(node, w.shape), act_min=lo, act_max=hi)
         arrays = dict(w=np.ascontiguousarray(qw.transpose(0, 3, 2, 1)), bias=qb, shift=shift)
+        _, _, f_out, t_out = static_shape(y)
         self.emit(node, "conv2d", [self.buffer(x)], [self.buffer(y)], params, arrays,
-                  macs=t_out * f_out * c_out * kt * kf * cg)
+                  macs=t_out * f_out * int(np.prod(w.shape)))
 
     def conv_transpose(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        if len(static_shape(x)) != 3:
-            raise RillError(f"{node_label(node)}: only 1-D ConvTranspose has a kernel")
-        self.require_time_major(node, x, y)
-        a = window_attrs(node)
-        groups = int(node.attrs.get("group", 1))
         w = out_channel_weights(node)  # [c_out, k, c_in/groups]
+        params = conv_transpose1d_geometry(node, w.shape)
+        self.require_time_major(node, x, y)
         qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
-        _, c_in, t_in = static_shape(x)
-        c_out, k, cg = w.shape
-        out_pad = [int(v) for v in node.attrs.get("output_padding", [0])]
-        params = dict(t_in=t_in, c_in=c_in, c_out=c_out, kernel=k, stride=a["strides"][0],
-                      dilation=a["dilations"][0], groups=groups, pad_l=a["pads"][0],
-                      pad_r=a["pads"][1], output_padding=out_pad[0], act_min=lo, act_max=hi)
-        self.emit(node, "conv_transpose1d", [self.buffer(x)], [self.buffer(y)], params,
-                  dict(w=qw, bias=qb, shift=shift), macs=t_in * c_out * k * cg)
-
+        self.emit(node, "conv_transpose1d", [self.buffer(x)], [self.buffer(y)],
+                  dict(params, act_min=lo, act_max=hi), dict(w=qw, bias=qb, shift=shift),
+                  macs=params["t_in"] * int(np.prod(w.shape)))

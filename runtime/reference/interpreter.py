@@ -1,4 +1,5 @@
-"""Execute a lowered `Program` with the Python integer kernels: the bit-exact reference."""
+"""Execute a lowered `Program` with the Python reference kernels: the integer kernels (bit-exact
+with C) for a quantized program, the float32 kernels (runtime/reference/f32.py) for a float one."""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from runtime.ir import Program, Step
+from runtime.reference import f32 as F
 from runtime.reference import kernels as K
 from runtime.reference import recurrent as R
 
@@ -36,6 +38,37 @@ _WEIGHTED = ("conv1d", "gemm", "conv2d", "conv_transpose1d")
 _ONE_INPUT = ("avgpool1d", "maxpool1d", "reduce", "requant")
 
 
+def _run_f32_step(step: Step, mem: dict[str, np.ndarray]) -> None:
+    """One step of a float32 program with the float reference kernel of its family."""
+    p, a, family = dict(step.params), step.arrays, step.op
+    ins = [mem[n] for n in step.inputs]
+    if family in ("gru", "lstm"):  # inputs [x, h(, c)], outputs [(y,) h(, c), scratch]
+        has_y = p.pop("has_y")
+        arrays = (a["wx"], a["wh"], a["bias"])
+        if family == "gru":
+            y, *new = F.gru(ins[0], ins[1], *arrays, **p)
+        else:
+            y, *new = F.lstm(ins[0], ins[1], ins[2], *arrays, **p)
+        for name, value in zip(step.inputs[1:], new):
+            mem[name][:] = value.reshape(-1)
+        if has_y:
+            mem[step.outputs[0]][:] = y.reshape(-1)
+        return
+    if family in _WEIGHTED:
+        y = getattr(F, family)(ins[0], a["w"], a["bias"], **p)
+    elif family == "add":
+        y = F.add(ins[0], ins[1], **p)
+    elif family == "unary":
+        y = F.unary(ins[0], **dict(p, fn=F.UNARY_FUNCTIONS[p["fn"]]))
+    elif family == "mask_frames":
+        y = F.mask_frames(ins[0], ins[1], **p)
+    elif family in ("avgpool1d", "maxpool1d", "reduce", "softmax", "transpose"):
+        y = getattr(F, family)(ins[0], **p)
+    else:
+        raise ValueError(f"no float32 reference kernel for step op {step.op!r}")
+    mem[step.outputs[0]][:] = np.asarray(y, np.float32).reshape(-1)
+
+
 def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     """One step on `mem` (flat arrays of the buffers' dtypes): the reference kernel of the
     step's family, with out_bits from the output buffer's dtype."""
@@ -45,6 +78,9 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     if family == "fill":
         n, dst = p["count"], p["dst_offset"]
         mem[out][dst:dst + n] = np.asarray(a["values"]).reshape(-1)
+        return
+    if family != "copy" and mem[out].dtype == np.float32:
+        _run_f32_step(step, mem)
         return
     if family in ("gru", "lstm"):
         _run_recurrent(step, mem, mode)

@@ -1,0 +1,85 @@
+"""The integer geometry of window ops (sizes, strides, dilations, pads, groups) as kernel params:
+shared by the integer and the float32 lowering, which add their numbers (activation bounds,
+shifts, pad values) on top. Attributes no kernel implements are refused here, for both."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from compiler.errors import RillError
+from compiler.graph import node_label, static_shape
+from compiler.op_attrs import window_attrs
+
+
+def _refuse_ceil_mode(node: gs.Node) -> None:
+    if int(node.attrs.get("ceil_mode", 0)):
+        raise RillError(f"{node_label(node)}: ceil_mode=1 is not supported (the kernels give "
+                        "floor(...) + 1 output frames); pad the input instead")
+
+
+def conv1d_geometry(node: gs.Node, w_shape: tuple[int, ...]) -> dict[str, int]:
+    """conv1d params without the activation bounds; w_shape is ONNX [c_out, c_in/groups, k]."""
+    a = window_attrs(node)
+    _, c_in, t_in = static_shape(node.inputs[0])
+    return dict(t_in=t_in, c_in=c_in, c_out=w_shape[0], kernel=w_shape[2],
+                stride=a["strides"][0], dilation=a["dilations"][0],
+                groups=int(node.attrs.get("group", 1)), pad_l=a["pads"][0], pad_r=a["pads"][1])
+
+
+def conv2d_geometry(node: gs.Node, w_shape: tuple[int, ...]) -> dict[str, int]:
+    """conv2d params without the activation bounds; w_shape is ONNX [c_out, cg, kf, kt]
+    ([1, C, F, T] with time on the last axis)."""
+    a = window_attrs(node)
+    _, c_in, f_in, t_in = static_shape(node.inputs[0])
+    c_out, _, kf, kt = w_shape
+    (pf_l, pt_l, pf_r, pt_r), (sf, st), (df, dt) = a["pads"], a["strides"], a["dilations"]
+    return dict(t_in=t_in, f_in=f_in, c_in=c_in, c_out=c_out, kernel_t=kt, kernel_f=kf,
+                stride_t=st, stride_f=sf, dilation_t=dt, dilation_f=df,
+                groups=int(node.attrs.get("group", 1)), pad_t_l=pt_l, pad_t_r=pt_r,
+                pad_f_l=pf_l, pad_f_r=pf_r)
+
+
+def conv_transpose1d_geometry(node: gs.Node, w_shape: tuple[int, ...]) -> dict[str, int]:
+    """conv_transpose1d params without the activation bounds; w_shape is the kernels'
+    [c_out, k, c_in/groups] (passes/quant_rules.out_channel_weights)."""
+    if len(static_shape(node.inputs[0])) != 3:
+        raise RillError(f"{node_label(node)}: only 1-D ConvTranspose has a kernel")
+    if node.attrs.get("output_shape") is not None:
+        raise RillError(f"{node_label(node)}: ConvTranspose with output_shape is not supported; "
+                        "give pads and output_padding")
+    a = window_attrs(node)
+    _, c_in, t_in = static_shape(node.inputs[0])
+    out_pad = [int(v) for v in node.attrs.get("output_padding", [0])]
+    return dict(t_in=t_in, c_in=c_in, c_out=w_shape[0], kernel=w_shape[1],
+                stride=a["strides"][0], dilation=a["dilations"][0],
+                groups=int(node.attrs.get("group", 1)), pad_l=a["pads"][0], pad_r=a["pads"][1],
+                output_padding=out_pad[0])
+
+
+def avgpool1d_geometry(node: gs.Node) -> dict[str, int]:
+    """avgpool1d params without the shift."""
+    if len(static_shape(node.inputs[0])) != 3:
+        raise RillError(f"{node_label(node)}: only 1-D AveragePool has a kernel yet")
+    a = window_attrs(node)
+    if a["dilations"] != [1]:
+        raise RillError(f"{node_label(node)}: dilated AveragePool is not supported")
+    _refuse_ceil_mode(node)
+    _, c, t_in = static_shape(node.inputs[0])
+    return dict(t_in=t_in, channels=c, kernel=a["kernel"][0], stride=a["strides"][0],
+                pad_l=a["pads"][0], pad_r=a["pads"][1],
+                count_include_pad=int(node.attrs.get("count_include_pad", 0)))
+
+
+def maxpool1d_geometry(node: gs.Node) -> dict[str, int]:
+    """maxpool1d params without the pad value and the shift."""
+    if len(static_shape(node.inputs[0])) != 3 or len(node.outputs) > 1 and node.outputs[1].name:
+        raise RillError(f"{node_label(node)}: only 1-D MaxPool without indices has a kernel")
+    _refuse_ceil_mode(node)
+    a = window_attrs(node)
+    _, c, t_in = static_shape(node.inputs[0])
+    return dict(t_in=t_in, channels=c, kernel=a["kernel"][0], stride=a["strides"][0],
+                dilation=a["dilations"][0], pad_l=a["pads"][0], pad_r=a["pads"][1])
+
+
+def elements(t: gs.Tensor) -> int:
+    return int(np.prod(static_shape(t), dtype=np.int64))

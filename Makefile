@@ -12,7 +12,8 @@ TARGET  ?= esp32p4
 BITS    ?= 8
 OUT     ?= build
 CHUNK   ?=
-CALIB   ?= $(if $(filter $(EXAMPLE),$(MODEL)),$(EXAMPLE_CALIB),)
+# the example's calibration data, unless BITS=32 (float32 needs none)
+CALIB   ?= $(if $(filter $(EXAMPLE),$(MODEL)),$(if $(filter 32,$(BITS)),,$(EXAMPLE_CALIB)),)
 OFFLINE ?=
 NAME    ?=
 ARGS    ?=
@@ -20,7 +21,8 @@ ARGS    ?=
 .PHONY: compile test fuzz venv example clean help bench-memory
 
 help:
-	@echo "make compile [MODEL=m.onnx] [TARGET=esp32p4|esp32s3] [CHUNK=n] [CALIB=c.npy] [BITS=8] [OUT=build] [OFFLINE=1]"
+	@echo "make compile [MODEL=m.onnx] [TARGET=esp32p4|esp32s3] [CHUNK=n] [CALIB=c.npy] [BITS=8|16|32] [OUT=build] [OFFLINE=1]"
+	@echo "             BITS=32: float32, no quantization and no calibration"
 	@echo "make test     run the test suite"
 	@echo "make fuzz     property-based streaming fuzz (RILL_FUZZ=1: many random conv stacks)"
 	@echo "make bench-memory arena vs its lower bound and bytes copied per call, every example/test model (int8/int16)"

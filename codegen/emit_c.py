@@ -5,14 +5,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codegen.kernel_library import (function_name, kernel_header, kernel_sources, kernel_types,
-                                    program_variants, quantize_names)
+from codegen.kernel_library import (F32, function_name, kernel_header, kernel_sources,
+                                    kernel_types, params_struct, program_variants,
+                                    quantize_names)
 from codegen.memory_plan import ArenaPlan
 from codegen.names import c_identifier, comment
 from runtime.ir import Program, Step
-from runtime.reference.kernels import PARAMS_FIELDS
+from runtime.reference.f32 import FLOAT_FIELDS, TOLERANCE
 
-C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t"}
+C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}
 ROUNDING_MACRO = {"half_even": 0, "half_up": 1}
 
 
@@ -33,10 +34,33 @@ class ModelInterface:
     arena_bytes: int
 
 
+def c_float(v: float) -> str:
+    """A float32 value as an exact C literal: the shortest decimal that reads back as the same
+    float32, with an f suffix (INFINITY for infinities; NaN is refused)."""
+    v = np.float32(v)
+    if np.isnan(v):
+        raise ValueError("NaN has no place in a generated constant")
+    if np.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    return f"{v}f"
+
+
 def _array_literal(values: np.ndarray, per_line: int = 16) -> str:
-    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    values = np.asarray(values).reshape(-1)
+    if values.dtype.kind == "f":
+        flat, per_line = [c_float(v) for v in values], 8
+    else:
+        flat = [str(int(v)) for v in values]
     lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
     return "{\n    " + ",\n    ".join(lines) + "\n}"
+
+
+def _param_literal(field: str, v) -> str:
+    """One params struct initializer: an int, a float field (act_min, pad_value, ...) or a
+    4-entry int array (transpose)."""
+    if isinstance(v, (list, tuple)):
+        return "{" + ", ".join(str(int(x)) for x in list(v) + [0] * (4 - len(v))) + "}"
+    return c_float(v) if field in FLOAT_FIELDS else str(int(v))
 
 
 def _offset(pointer: str, offset: int) -> str:
@@ -114,13 +138,13 @@ typedef struct {{
 /* Reset to the initial state (what the offline model sees before its first frame). */
 void {p}_init({p}_t *m);
 
-/* One call: {P}_INPUT_ELEMS int{self.bits(self.p.inputs[0])} inputs at 2^{P}_INPUT_EXPONENT in, {P}_OUTPUT_ELEMS int{self.bits(self.p.outputs[0])} outputs at 2^{P}_OUTPUT_EXPONENT out. 0 on success. */
+/* One call: {self.run_doc()} 0 on success. */
 {self.run_signature()};
 
-/* The same with float buffers: quantizes the input, dequantizes the output. */
+/* {self.run_f32_doc()} */
 int {p}_run_f32({p}_t *m, const float *in, float *out);
 
-/* In test/: 0 when the outputs match the compiler's vectors bit for bit. */
+/* In test/: 0 when the outputs match the compiler's vectors {self.selftest_doc()}. */
 int {p}_selftest(void);
 
 #ifdef __cplusplus
@@ -132,6 +156,25 @@ int {p}_selftest(void);
 
     def bits(self, buffer: str) -> int:
         return np.dtype(self.p.buffers[buffer].dtype).itemsize * 8
+
+    def run_doc(self) -> str:
+        P = self.prefix.upper()
+        if self.p.is_float:
+            return (f"{P}_INPUT_ELEMS float inputs in, {P}_OUTPUT_ELEMS float outputs out (a "
+                    "float32 model: the values themselves, the exponents are 0).")
+        return (f"{P}_INPUT_ELEMS int{self.bits(self.p.inputs[0])} inputs at "
+                f"2^{P}_INPUT_EXPONENT in, {P}_OUTPUT_ELEMS int{self.bits(self.p.outputs[0])} "
+                f"outputs at 2^{P}_OUTPUT_EXPONENT out.")
+
+    def run_f32_doc(self) -> str:
+        if self.p.is_float:
+            return f"The same as {self.prefix}_run (the model is float32)."
+        return "The same with float buffers: quantizes the input, dequantizes the output."
+
+    def selftest_doc(self) -> str:
+        if self.p.is_float:
+            return f"within {TOLERANCE:g} x their largest magnitude (float32)"
+        return "bit for bit"
 
     def io_type(self, buffer: str) -> str:
         return C_TYPES[self.p.buffers[buffer].dtype]
@@ -177,15 +220,13 @@ int {p}_selftest(void);
             names[key] = f"{base}_{key}"
             decls.append(f"static const {ctype} {names[key]}[{np.asarray(arr).size}] "
                          f"{self.prefix.upper()}_ALIGN16 = {_array_literal(arr)};")
-        fields = PARAMS_FIELDS.get(step.op)
-        if fields:
+        struct = params_struct(step.op, kernel_types(step, self.p.buffers)) \
+            if step.op not in ("copy", "fill") else None
+        if struct:
+            type_name, fields = struct
             names["params"] = f"{base}_params"
-            values = []
-            for f in fields:
-                v = step.params[f]
-                values.append("{" + ", ".join(str(int(x)) for x in list(v) + [0] * (4 - len(v))) + "}"
-                              if isinstance(v, (list, tuple)) else str(int(v)))
-            decls.append(f"static const {self.prefix}_{step.op}_params_t "
+            values = [_param_literal(f, step.params[f]) for f in fields]
+            decls.append(f"static const {self.prefix}_{type_name} "
                          f"{names['params']} = {{{', '.join(values)}}};")
         return "\n".join(decls), names
 
@@ -207,8 +248,11 @@ int {p}_selftest(void);
             size = np.dtype(self.p.buffers[step.outputs[0]].dtype).itemsize
             return (f"memcpy({_offset(out, step.params['dst_offset'])}, {names['values']}, "
                     f"{step.params['count'] * size});")
-        fn = function_name(step.op, kernel_types(step, self.p.buffers), self.prefix)
+        types = kernel_types(step, self.p.buffers)
+        fn = function_name(step.op, types, self.prefix)
         q = step.params
+        if types.x == F32:
+            return self.float_call(step, names, fn)
         if step.op in ("gru", "lstm"):
             outs = [self.pointer(n) for n in step.outputs]
             y = outs.pop(0) if q["has_y"] else "0"
@@ -231,6 +275,32 @@ int {p}_selftest(void);
             return f"{fn}({q['n']}, {q['shift']}, {ins[0]}, {out});"
         raise ValueError(f"no C emission for step op {step.op!r}")
 
+    def float_call(self, step: Step, names: dict[str, str], fn: str) -> str:
+        """The call of a float32 kernel variant (runtime/KERNELS.md, "Float32 kernels")."""
+        ins = [self.pointer(n) for n in step.inputs]
+        out = self.pointer(step.outputs[0])
+        q = step.params
+        if step.op in ("gru", "lstm"):  # outputs [(y,) h(, c), scratch]
+            outs = [self.pointer(n) for n in step.outputs]
+            y = outs.pop(0) if q["has_y"] else "0"
+            arrays = ", ".join(names[k] for k in ("wx", "wh", "bias"))
+            return (f"{fn}(&{names['params']}, {q['t']}, {ins[0]}, {arrays}, "
+                    f"{', '.join(outs)}, {y});")
+        if step.op in ("conv1d", "gemm", "conv2d", "conv_transpose1d"):
+            return f"{fn}(&{names['params']}, {ins[0]}, {names['w']}, {names['bias']}, {out});"
+        if step.op == "add":
+            return f"{fn}({q['n']}, {ins[0]}, {ins[1]}, {out});"
+        if step.op == "unary":
+            return f"{fn}({q['n']}, {c_float(q['alpha'])}, {c_float(q['beta'])}, {ins[0]}, {out});"
+        if step.op == "softmax":
+            return f"{fn}({q['rows']}, {q['cols']}, {ins[0]}, {out});"
+        if step.op == "mask_frames":
+            return (f"{fn}({q['frames']}, {q['inner']}, {c_float(q['pad'])}, {ins[1]}, {ins[0]}, "
+                    f"{out});")
+        if step.op in ("avgpool1d", "transpose", "maxpool1d", "reduce"):
+            return f"{fn}(&{names['params']}, {ins[0]}, {out});"
+        raise ValueError(f"no C emission for float32 step op {step.op!r}")
+
     def float_io(self, kind: str) -> str:
         """The kernel of the float API: "quantize" (float -> the input buffer's type) or
         "dequantize" (the output buffer's type -> float)."""
@@ -245,10 +315,10 @@ int {p}_selftest(void);
             if decl:
                 consts.append(f"/* step {index}: {comment(step.name)} ({step.op}) */\n{decl}")
             out = self.p.buffers[step.outputs[0]]
+            number = "float32" if out.is_float else f"@ 2^{out.exp}"
             body.append(f"    /* {index}: {comment(step.name)} -> {comment(out.name)} "
-                        f"{list(out.shape)} @ 2^{out.exp} */\n    {self.call(step, names)}")
-        inits = "\n".join(f"    memset(m->{m}, {s.init}, sizeof(m->{m}));"
-                          for s in self.p.states for m in [self.state_members[s.buffer]])
+                        f"{list(out.shape)} {number} */\n    {self.call(step, names)}")
+        inits = self.state_inits()
         arena_decl = (f"#ifndef {P}_CALLER_ARENA\n#ifndef {P}_ARENA_ATTR\n#define {P}_ARENA_ATTR\n#endif\n"
                       f"static int8_t {p}_arena[{max(i.arena_bytes, 16)}] {P}_ALIGN16 {P}_ARENA_ATTR;\n#endif")
         arena_ptr = (f"#ifdef {P}_CALLER_ARENA\n    int8_t *arena = (int8_t *)m->arena;\n#else\n"
@@ -256,8 +326,10 @@ int {p}_selftest(void);
                      "    if (m == 0 || in == 0 || out == 0 || arena == 0) {\n        return -1;\n    }")
         if any(st.op == "copy" and st.params.get("blocks", 1) > 1 for st in self.p.steps):
             arena_ptr += "\n    int32_t i; /* row index of strided copies */"
+        numbers = ("float32, no quantization" if self.p.is_float
+                   else f"Rounding: {self.p.rounding.replace('_', ' ')}")
         return f"""/* {p}.c: the schedule of one call, the weights (static const,
- * in flash) and the public API. Rounding: {self.p.rounding.replace('_', ' ')}. */
+ * in flash) and the public API. {numbers}. */
 #include <string.h>
 
 #include "{p}.h"
@@ -282,29 +354,77 @@ void {p}_init({p}_t *m)
 
 int {p}_run_f32({p}_t *m, const float *in, float *out)
 {{
-    {self.io_type(self.p.inputs[0])} qin[{P}_INPUT_ELEMS];
+{self.run_f32_body()}
+}}
+"""
+
+    def state_inits(self) -> str:
+        """`init` statements: each state set to its initial value (a memset where every byte
+        is equal: zeros, any int8 value; else a loop over the elements)."""
+        lines, loop = [], False
+        for s in self.p.states:
+            member, buf = self.state_members[s.buffer], self.p.buffers[s.buffer]
+            if s.init == 0 or buf.dtype == "int8":
+                lines.append(f"    memset(m->{member}, {int(s.init)}, sizeof(m->{member}));")
+                continue
+            value = c_float(s.init) if buf.is_float else str(int(s.init))
+            lines.append(f"    for (i = 0; i < {buf.size}; ++i) {{\n"
+                         f"        m->{member}[i] = {value};\n    }}")
+            loop = True
+        return ("    int32_t i;\n" if loop else "") + "\n".join(lines)
+
+    def run_f32_body(self) -> str:
+        P = self.prefix.upper()
+        if self.p.is_float:
+            return f"    return {self.prefix}_run(m, in, out);"
+        return f"""    {self.io_type(self.p.inputs[0])} qin[{P}_INPUT_ELEMS];
     {self.io_type(self.p.outputs[0])} qout[{P}_OUTPUT_ELEMS];
     int status;
     if (in == 0 || out == 0) {{
         return -1;
     }}
     {self.float_io('quantize')}({P}_INPUT_ELEMS, {P}_INPUT_EXPONENT, in, qin);
-    status = {p}_run(m, qin, qout);
+    status = {self.prefix}_run(m, qin, qout);
     if (status == 0) {{
         {self.float_io('dequantize')}({P}_OUTPUT_ELEMS, {P}_OUTPUT_EXPONENT, qout, out);
     }}
-    return status;
-}}
-"""
+    return status;"""
 
 
 def selftest_source(name: str, inputs: np.ndarray, outputs: np.ndarray) -> str:
-    """test/<name>_selftest.c: stream the compiler's vectors and compare bit for bit."""
+    """test/<name>_selftest.c: stream the compiler's vectors and compare them with the outputs:
+    bit for bit (integer outputs), or every value within TOLERANCE x the largest expected
+    magnitude (float32 outputs: C and the Python reference sum in the same order, but a C
+    compiler may contract multiply-adds, compute in higher precision or have another libm)."""
     P = name.upper()
     calls = inputs.shape[0]
     in_t, out_t = C_TYPES[str(inputs.dtype)], C_TYPES[str(outputs.dtype)]
+    if outputs.dtype.kind == "f":
+        tol = float(np.float32(TOLERANCE * float(np.max(np.abs(outputs)))))
+        what = f"within {TOLERANCE:g} x the largest expected magnitude ({tol:.6g})"
+        compare = f"{name}_mismatch(out, {name}_test_expected + call * {P}_OUTPUT_ELEMS)"
+        helper = f"""
+/* 1 when any output differs from the expected one by more than the tolerance (or is NaN). */
+static int {name}_mismatch(const float *out, const float *expected)
+{{
+    const float tolerance = {c_float(tol)};
+    int i;
+    for (i = 0; i < {P}_OUTPUT_ELEMS; ++i) {{
+        const float d = out[i] - expected[i];
+        if (!(d <= tolerance && -d <= tolerance)) {{
+            return 1;
+        }}
+    }}
+    return 0;
+}}
+"""
+    else:
+        what = "bit for bit"
+        compare = (f"memcmp(out, {name}_test_expected + call * {P}_OUTPUT_ELEMS, sizeof(out)) "
+                   "!= 0")
+        helper = ""
     return f"""/* {name}_selftest.c: streams {calls} call(s) of test vectors from the
- * initial state and compares every output with the compiler's integer reference. */
+ * initial state and compares every output with the compiler's reference, {what}. */
 #include <string.h>
 
 #include "{name}.h"
@@ -312,7 +432,7 @@ def selftest_source(name: str, inputs: np.ndarray, outputs: np.ndarray) -> str:
 static const {in_t} {name}_test_input[{calls} * {P}_INPUT_ELEMS] = {_array_literal(inputs)};
 
 static const {out_t} {name}_test_expected[{calls} * {P}_OUTPUT_ELEMS] = {_array_literal(outputs)};
-
+{helper}
 int {name}_selftest(void)
 {{
     {name}_t m;
@@ -329,7 +449,7 @@ int {name}_selftest(void)
         if ({name}_run(&m, {name}_test_input + call * {P}_INPUT_ELEMS, out) != 0) {{
             return -1;
         }}
-        if (memcmp(out, {name}_test_expected + call * {P}_OUTPUT_ELEMS, sizeof(out)) != 0) {{
+        if ({compare}) {{
             ++mismatches;
         }}
     }}

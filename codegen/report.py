@@ -8,6 +8,7 @@ import numpy as np
 from codegen.emit_c import ModelInterface
 from codegen.memory_plan import ArenaPlan
 from runtime.ir import Program
+from runtime.reference.f32 import TOLERANCE
 
 
 def _finite(x: float) -> float | None:
@@ -29,37 +30,60 @@ def _jsonable(v):
     return v
 
 
-def layer_rows(program: Program, layer_snr: dict[str, float]) -> list[dict]:
-    rows = []
-    for step in program.steps:
-        out = program.buffers[step.outputs[0]]
-        rows.append({
-            "name": step.name, "op": step.op, "output": out.name, "output_shape": list(out.shape),
-            "macs": step.macs,
-            "exponents": {"inputs": [program.buffers[i].exp for i in step.inputs], "output": out.exp,
-                          **({"weights": sorted({int(e) for e in -step.arrays["shift"] + out.exp
-                                                 - program.buffers[step.inputs[0]].exp})}
-                             if "shift" in step.arrays and step.arrays["shift"].ndim == 1 else {})},
-            "precision": out.dtype,
-            **({"weight_precision": str(step.arrays["w"].dtype),
-                "accumulator": "int64" if step.arrays["bias"].dtype.itemsize == 8 else "int32"}
-               if "w" in step.arrays and "bias" in step.arrays else {}),
-            "weight_bytes": int(sum(a.nbytes for a in step.arrays.values())),
-            "output_bytes": out.nbytes,
-            "snr_db": _finite(layer_snr[out.name]) if out.name in layer_snr else None,
-        })
-    return rows
+def layer_rows(program: Program, per_layer: dict[str, float]) -> list[dict]:
+    """One row per step; `per_layer` is the SNR in dB of each tensor (a quantized program) or
+    its max abs error against onnxruntime (a float32 program: no exponents, no SNR)."""
+    return [_float_row(program, step, per_layer) if program.is_float
+            else _quantized_row(program, step, per_layer) for step in program.steps]
+
+
+def _common_row(program: Program, step) -> dict:
+    out = program.buffers[step.outputs[0]]
+    return {"name": step.name, "op": step.op, "output": out.name,
+            "output_shape": list(out.shape), "macs": step.macs}
+
+
+def _quantized_row(program: Program, step, layer_snr: dict[str, float]) -> dict:
+    out = program.buffers[step.outputs[0]]
+    return {
+        **_common_row(program, step),
+        "exponents": {"inputs": [program.buffers[i].exp for i in step.inputs], "output": out.exp,
+                      **({"weights": sorted({int(e) for e in -step.arrays["shift"] + out.exp
+                                             - program.buffers[step.inputs[0]].exp})}
+                         if "shift" in step.arrays and step.arrays["shift"].ndim == 1 else {})},
+        "precision": out.dtype,
+        **({"weight_precision": str(step.arrays["w"].dtype),
+            "accumulator": "int64" if step.arrays["bias"].dtype.itemsize == 8 else "int32"}
+           if "w" in step.arrays and "bias" in step.arrays else {}),
+        "weight_bytes": int(sum(a.nbytes for a in step.arrays.values())),
+        "output_bytes": out.nbytes,
+        "snr_db": _finite(layer_snr[out.name]) if out.name in layer_snr else None,
+    }
+
+
+def _float_row(program: Program, step, errors: dict[str, float]) -> dict:
+    out = program.buffers[step.outputs[0]]
+    return {
+        **_common_row(program, step),
+        "precision": out.dtype,
+        "weight_bytes": int(sum(a.nbytes for a in step.arrays.values())),
+        "output_bytes": out.nbytes,
+        "max_abs_error": float(errors[out.name]) if out.name in errors else None,
+    }
 
 
 def build_report(*, name: str, target: str, bits: int, program: Program, plan: ArenaPlan,
-                 iface: ModelInterface, snr: float, layer_snr: dict[str, float], offline: bool,
-                 states: list[dict], time_axis: int, layout, warnings: list[str], verification: dict,
-                 passes: list[dict], requantizations: list[dict],
-                 mixed_precision: dict | None = None, sensitivity: list[dict] = (),
-                 qdq_import: list[dict] = (), folded_heads: list[dict] = (),
+                 iface: ModelInterface, snr: float | None, layer_snr: dict[str, float],
+                 offline: bool, states: list[dict], time_axis: int, layout,
+                 warnings: list[str], verification: dict, passes: list[dict],
+                 requantizations: list[dict], mixed_precision: dict | None = None,
+                 sensitivity: list[dict] = (), qdq_import: list[dict] = (),
+                 folded_heads: list[dict] = (),
                  output_bias_correction: dict | None = None) -> dict:
+    """report.json. A float32 program has no SNR (`snr_db` null) and no quantization sections;
+    it reports its max abs error against onnxruntime instead (the C's when it was verified)."""
     layers = layer_rows(program, layer_snr)
-    return {
+    head = {
         "name": name, "target": target, "bits": bits, "rounding": program.rounding,
         "mode": "offline" if offline else "streaming",
         "chunk_frames": iface.chunk_frames, "time_axis": time_axis,
@@ -70,7 +94,16 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
         "arena_bytes": plan.arena_bytes,
         "arena_lower_bound_bytes": plan.lower_bound_bytes,
         "arena_strategy": plan.strategy,
-        "snr_db": _finite(snr),
+        "snr_db": None if snr is None else _finite(snr),
+    }
+    if program.is_float:
+        measured = "c_vs_onnxruntime" if "c_vs_onnxruntime_max_abs_error" in verification \
+            else "reference_vs_onnxruntime"
+        head.update({"max_abs_error": verification.get(f"{measured}_max_abs_error"),
+                     "max_rel_error": verification.get(f"{measured}_max_rel_error"),
+                     "error_measured_on": "C" if measured.startswith("c_") else "reference",
+                     "error_tolerance_rel": TOLERANCE})
+    io = {
         "input": {"name": program.inputs[0], "exponent": iface.input_exp,
                   "elems_per_call": iface.input_elems},
         "output": {"name": program.outputs[0], "exponent": iface.output_exp,
@@ -79,6 +112,8 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
                    "time_axis": layout.output_info.axis if iface.per_frame_output else None,
                    "stored_shape": list(program.buffers[program.outputs[0]].shape)},
         "states": states,
+    }
+    quantized = {} if program.is_float else {
         "precision": {
             "int16_layers": [r["name"] for r in layers if r["precision"] == "int16"],
             "int64_accumulator_layers": [r["name"] for r in layers
@@ -90,36 +125,34 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
         **({"mixed_precision": mixed_precision} if mixed_precision else {}),
         "sensitivity": _jsonable(list(sensitivity)),
         **({"qdq_import": _jsonable(list(qdq_import))} if qdq_import else {}),
-        "layers": layers,
-        "verification": verification,
-        "passes": passes,
-        "warnings": warnings,
     }
+    return {**head, **io, **quantized, "layers": layers, "verification": verification,
+            "passes": passes, "warnings": warnings}
 
 
 def markdown(report: dict) -> str:
     r = report
+    float32 = r["bits"] == 32
+    accuracy = (f"- max abs error vs onnxruntime ({r['error_measured_on']}, float32): "
+                f"**{_sci(r['max_abs_error'])}** ({_sci(r['max_rel_error'])} x max|output|; "
+                f"tolerance {r['error_tolerance_rel']:g})" if float32
+                else f"- output SNR vs float (calibration data): **{r['snr_db']} dB**")
     lines = [f"# {r['name']}: Rill report", "",
-             f"- target **{r['target']}**, {r['bits']}-bit, rounding {r['rounding'].replace('_', ' ')}",
+             f"- target **{r['target']}**, " + ("float32, no quantization" if float32 else
+                                               f"{r['bits']}-bit, rounding "
+                                               f"{r['rounding'].replace('_', ' ')}"),
              f"- mode **{r['mode']}**, {r['chunk_frames']} frame(s) per call, "
              f"latency {r['latency_frames']} frame(s)",
-             f"- output SNR vs float (calibration data): **{r['snr_db']} dB**",
+             accuracy,
              f"- MACs per call: {r['macs_per_call']:,}",
              f"- weights (flash): {r['weight_bytes']:,} B; state: {r['state_bytes']:,} B; "
              f"scratch arena: {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound_bytes']:,} B, "
              f"{r['arena_strategy']})", ""]
     if r["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in r["warnings"]] + [""]
-    lines += ["## Layers", "", "| # | node | kernel | output shape | precision | MACs | "
-              "exp in → out | weights B | SNR dB |", "|---|---|---|---|---|---|---|---|---|"]
-    for i, l in enumerate(r["layers"]):
-        e = l["exponents"]
-        precision = l["precision"] + (f" (w {l['weight_precision']}, acc {l['accumulator']})"
-                                      if "accumulator" in l else "")
-        lines.append(f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {precision} | "
-                     f"{l['macs']:,} | {e['inputs']} → {e['output']} | {l['weight_bytes']:,} | "
-                     f"{l['snr_db']} |")
-    lines += precision_sections(r)
+    lines += _float_layers(r) if float32 else _quantized_layers(r)
+    if not float32:
+        lines += precision_sections(r)
     lines += ["", "## State pairs", ""]
     if r["states"]:
         lines += ["| input | output | kind | holds | shape | init | bytes |",
@@ -131,6 +164,32 @@ def markdown(report: dict) -> str:
     v = r["verification"]
     lines += ["", "## Verification", ""] + [f"- {k}: {val}" for k, val in v.items()] + [""]
     return "\n".join(lines)
+
+
+def _quantized_layers(r: dict) -> list[str]:
+    lines = ["## Layers", "", "| # | node | kernel | output shape | precision | MACs | "
+             "exp in → out | weights B | SNR dB |", "|---|---|---|---|---|---|---|---|---|"]
+    for i, l in enumerate(r["layers"]):
+        e = l["exponents"]
+        precision = l["precision"] + (f" (w {l['weight_precision']}, acc {l['accumulator']})"
+                                      if "accumulator" in l else "")
+        lines.append(f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {precision} | "
+                     f"{l['macs']:,} | {e['inputs']} → {e['output']} | {l['weight_bytes']:,} | "
+                     f"{l['snr_db']} |")
+    return lines
+
+
+def _float_layers(r: dict) -> list[str]:
+    lines = ["## Layers", "", "| # | node | kernel | output shape | MACs | weights B | "
+             "max abs error vs onnxruntime |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {l['macs']:,} | "
+              f"{l['weight_bytes']:,} | {_sci(l['max_abs_error'])} |"
+              for i, l in enumerate(r["layers"])]
+    return lines
+
+
+def _sci(x) -> str:
+    return "-" if x is None else f"{x:.2e}"
 
 
 def precision_sections(r: dict) -> list[str]:

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from codegen.names import model_name
-from compiler.context import Options
+from compiler.context import FLOAT_BITS, SUPPORTED_BITS, Options
 from compiler.errors import RillError, UsageError
 from compiler.loader import parse_input_shape
 from compiler.state_pairs import parse_state_pair
 from compiler.targets import TARGETS, get_target
 
-SUPPORTED_BITS = (8, 16)
 CALIBRATION_METHODS = ("minmax", "percentile", "kl", "mse")
 
 
@@ -43,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration inputs: .npy [N, *input_shape] (or [N, *input_shape[1:]] "
                         "when the batch is 1), or .npz with one array per input name")
     c.add_argument("--bits", type=int, default=8,
-                   help="precision of every layer: 8 (int8) or 16 (int16); 32 (float) is not "
-                        "supported yet")
+                   help="precision of every layer: 8 (int8, default) or 16 (int16), quantized "
+                        "with power-of-two exponents; or 32: float32 weights and activations, "
+                        "no quantization and no calibration (both chips have a single-precision "
+                        "FPU), within 1e-5 x max|output| of onnxruntime")
     q = c.add_argument_group("quantization")
     q.add_argument("--int16", action="append", default=[], metavar="LAYER[,LAYER...]",
                    help="promote these layers (ONNX node or output tensor names) to int16 "
@@ -113,8 +114,14 @@ def load_calibration(path: Path | None) -> np.ndarray | dict[str, np.ndarray] | 
 def options_from(args: argparse.Namespace) -> Options:
     target = get_target(args.target)
     if args.bits not in SUPPORTED_BITS:
-        raise UsageError(f"--bits {args.bits}: use 8 (int8) or 16 (int16); float32 is not "
-                         "implemented yet")
+        raise UsageError(f"--bits {args.bits}: use 8 (int8), 16 (int16) or 32 (float32)")
+    if args.bits == FLOAT_BITS:
+        quantizing = [flag for flag, used in (("--int16", args.int16), ("--snr-target",
+                      args.snr_target is not None), ("--qdq", args.qdq),
+                      ("--calibration", args.calibration is not None)) if used]
+        if quantizing:
+            raise UsageError(f"{', '.join(quantizing)}: quantization options, but --bits 32 keeps "
+                             "the model in float32")
     if not 0 < args.percentile <= 100:
         raise UsageError("--percentile must be in (0, 100]")
     if args.chunk is not None and args.chunk <= 0:
@@ -148,8 +155,12 @@ def run_compile(args: argparse.Namespace) -> int:
         for w in result.warnings:
             print(f"rill: WARNING: {w}", file=sys.stderr)
         r = result.report
-        print(f"rill: wrote {result.out_dir} ({r['target']}, int{r['bits']}, {r['mode']}, "
-              f"chunk {r['chunk_frames']}, latency {r['latency_frames']}): SNR {r['snr_db']} dB, "
+        float32 = r["bits"] == FLOAT_BITS
+        accuracy = (f"max error {r['max_rel_error']:.2g} x max|output| vs onnxruntime"
+                    if float32 else f"SNR {r['snr_db']} dB")
+        precision = "float32" if float32 else f"int{r['bits']}"
+        print(f"rill: wrote {result.out_dir} ({r['target']}, {precision}, {r['mode']}, "
+              f"chunk {r['chunk_frames']}, latency {r['latency_frames']}): {accuracy}, "
               f"weights {r['weight_bytes']} B, state {r['state_bytes']} B, arena {r['arena_bytes']} B "
               f"(lower bound {r['arena_lower_bound_bytes']} B), {r['macs_per_call']} MACs/call")
     return 0

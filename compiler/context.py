@@ -10,13 +10,16 @@ import onnx_graphsurgeon as gs
 
 from compiler.targets import Target
 
+FLOAT_BITS = 32  # --bits 32: float32 weights and activations, no quantization scheme
+SUPPORTED_BITS = (8, 16, FLOAT_BITS)  # int8, int16 (quantized) and float32
+
 
 @dataclass
 class Options:
     """What the user asked for (CLI flags, already validated)."""
 
     target: Target
-    bits: int = 8
+    bits: int = 8  # 8 or 16: quantized; FLOAT_BITS: float32
     chunk: int | None = None  # None: the smallest legal chunk
     offline: bool = False
     time_axis: int | None = None  # None: last axis of the time-series input

@@ -18,12 +18,16 @@ DRIVER = r"""/* Host driver: streams calls read from stdin through the public AP
 #include <string.h>
 #include "@NAME@.h"
 
-#if @UNAME@_INPUT_BITS == 16
+#if @UNAME@_INPUT_BITS == 32
+typedef float in_t;
+#elif @UNAME@_INPUT_BITS == 16
 typedef int16_t in_t;
 #else
 typedef int8_t in_t;
 #endif
-#if @UNAME@_OUTPUT_BITS == 16
+#if @UNAME@_OUTPUT_BITS == 32
+typedef float out_t;
+#elif @UNAME@_OUTPUT_BITS == 16
 typedef int16_t out_t;
 #else
 typedef int8_t out_t;

@@ -15,11 +15,13 @@ from codegen.component import write_component, write_report
 from codegen.emit_c import ModelInterface, SourceWriter
 from codegen.memory import plan_memory
 from codegen.report import build_report, markdown
-from compiler.context import CompileContext, Options
+from compiler.context import FLOAT_BITS, SUPPORTED_BITS, CompileContext, Options
 from codegen.qdq_export import export_qdq
 from compiler.errors import RillError, VerificationError
 from compiler.graph import import_model, static_shape, to_runnable
-from compiler.layer_snr import layer_snr, layer_snr_per_call
+from compiler.float_check import (OnnxReference, float_inputs, reference_errors,
+                                  verify_c_float)
+from compiler.layer_snr import layer_snr, layer_snr_per_call, max_abs_error
 from compiler.host_build import build_host, run_host, run_selftest
 from compiler.mixed_precision import (Evaluation, PrecisionSearch, Promotion, SearchResult,
                                      program_bytes)
@@ -45,6 +47,7 @@ from passes.fuse_pad import FusePad
 from passes.fuse_silu import FuseSilu
 from passes.import_qdq import ImportQDQ
 from passes.infer_shapes import InferShapes
+from passes.lower_float import LowerToFloat
 from passes.lower_integer import LowerToInteger
 from passes.propagate_qparams import PropagateQParams
 from passes.quant_rules import WEIGHTED_OPS
@@ -71,9 +74,16 @@ def quantization_passes() -> list[Pass]:
             LowerToInteger(), CorrectOutputBias()]
 
 
+def scheme_passes(options: Options) -> list[Pass]:
+    """From the float graph to a Program: the quantization scheme's passes (calibrate,
+    quantize, lower to integer kernels) for --bits 8/16; none for --bits 32, which lowers the
+    float graph to float32 kernels as it is."""
+    return [LowerToFloat()] if options.bits == FLOAT_BITS else quantization_passes()
+
+
 def pipeline_for(options: Options) -> list[Pass]:
     """The ordered pipeline; both targets share it today (they differ in rounding only)."""
-    return float_passes(options.offline) + quantization_passes()
+    return float_passes(options.offline) + scheme_passes(options)
 
 
 @dataclass
@@ -191,18 +201,34 @@ class Compilation:
         return stream_layout(self.ctx)
 
 
+@dataclass
+class Measurement:
+    """How close the program is to the float model, and the inputs the C is checked on."""
+
+    checks: list[np.ndarray]  # inputs (streams) the C is verified on; the first: the self-test's
+    float_check: float | None  # the float streaming model vs the offline model
+    per_layer: dict[str, float]  # tensor -> SNR dB (quantized) or max abs error (float32)
+    snr: float | None = None  # quantized: output SNR on the calibration data
+    sensitivity: list[dict] = field(default_factory=list)
+    errors: dict | None = None  # float32: the reference vs onnxruntime
+    onnx_ref: OnnxReference | None = None  # float32: what the C is compared with
+
+
 def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes: list = (),
                   dump_dir: Path | None = None, force: bool = False,
                   log: Callable[[str], None] = lambda s: None) -> CompileResult:
-    if options.bits not in (8, 16):  # the API guards what the CLI guards
-        raise RillError(f"bits={options.bits}: Rill quantizes to int8 or int16")
+    if options.bits not in SUPPORTED_BITS:  # the API guards what the CLI guards
+        raise RillError(f"bits={options.bits}: Rill quantizes to int8 or int16, or keeps float32 "
+                        "(32)")
     notes: list[str] = []
     model, graph = load_graph(path, options, list(input_shapes), notes.append)
     ctx = CompileContext(graph, options, source=path, warnings=notes)
     x = time_series_input(graph, {i for i, _ in options.state_pairs})
     offline_shape = static_shape(x)
-    options.calib = prepare_calibration(options.calib, offline_shape,
-                                        f"--calib {options.calib_path}", ctx.warn)
+    float32 = options.bits == FLOAT_BITS
+    if not float32:
+        options.calib = prepare_calibration(options.calib, offline_shape,
+                                            f"--calib {options.calib_path}", ctx.warn)
     final = out_root / options.name
     if final.exists() and not force:
         raise RillError(f"output folder {final} exists; pass --force to overwrite it")
@@ -225,32 +251,17 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         streaming_model = to_runnable(ctx.graph)
         onnx.helper.set_model_props(streaming_model,
                                     {"rill.streaming": json.dumps(streaming_metadata(stream))})
-    log("simulating the integer program on the calibration data")
     shapes = {n: static_shape(t) for n, t in ctx.graph.tensors().items()
               if static_shape(t) is not None}
-    if is_per_call_model(stream):  # streams of consecutive calls, state carried
-        streams = call_streams(options.calib, layout.time_axis)
-        snr = evaluate_per_call(program, layout, offline_model, stream, streams)
-        float_check = None
-        per_layer = layer_snr_per_call(program, offline_model, streaming_metadata(stream),
-                                       shapes, ctx.facts["time_info"], layout,
-                                       streams[:LAYER_SNR_SAMPLES // CALLS_PER_STREAM])
-        checks = streams[:2]
+    if float32:
+        log("running the float32 program against onnxruntime")
+        m = measure_float(ctx, program, layout, offline_model, streaming_model, stream, shapes)
     else:
-        snr, float_check = evaluate(program, layout, offline_model, streaming_model, stream,
-                                    options.calib)
-        per_layer = layer_snr(program, layout, offline_model, shapes, ctx.facts["time_info"],
-                              ctx.facts.get("stream_time_info", {}),
-                              options.calib[:LAYER_SNR_SAMPLES])
-        checks = list(options.calib[:4])
-    sensitivity = layer_sensitivity(
-        offline_model, options.calib[:LAYER_SNR_SAMPLES], ctx.facts["exponents"],
-        ctx.facts["weight_exponents"], tensor_bits=ctx.facts.get("tensor_bits"),
-        weight_bits=ctx.facts.get("weight_bits"), bits_default=options.bits,
-        mode=options.target.rounding, progress=ctx.progress) \
-        if not is_per_call_model(stream) else []
+        log("simulating the integer program on the calibration data")
+        m = measure_quantized(ctx, program, layout, offline_model, streaming_model, stream,
+                              shapes)
     iface = interface(options, program, plan, layout, stream)
-    test_run = run_integer(program, layout, checks[0])
+    test_run = run_integer(program, layout, m.checks[0])
     writer = SourceWriter(program, plan, iface)
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{options.name}.", dir=out_root))
@@ -262,18 +273,24 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             onnx.save(export_qdq(ctx.facts.get("offline_graph", ctx.graph), ctx.facts,
                                  options.bits, mode=options.target.rounding),
                       str(tmp / f"{options.name}.qdq.onnx"))
-        verification = {"float_stream_max_rel_error": float_check}
+        verification = {"float_stream_max_rel_error": m.float_check, **(m.errors or {})}
         if options.verify:
             log("building and running the generated C")
-            verification.update(verify_c(tmp, options.name, program, layout, checks, iface))
+            if float32:
+                verification.update(verify_c_float(tmp, options.name, program, layout,
+                                                   m.onnx_ref, m.checks, iface.output_elems))
+            else:
+                verification.update(verify_c(tmp, options.name, program, layout, m.checks,
+                                             iface))
         report = build_report(
             name=options.name, target=options.target.name, bits=options.bits, program=program,
-            plan=plan, iface=iface, snr=snr, layer_snr=per_layer, offline=options.offline,
-            states=state_rows(program, stream), time_axis=layout.time_axis, layout=layout, warnings=ctx.warnings, verification=verification,
+            plan=plan, iface=iface, snr=m.snr, layer_snr=m.per_layer, offline=options.offline,
+            states=state_rows(program, stream), time_axis=layout.time_axis, layout=layout,
+            warnings=ctx.warnings, verification=verification,
             passes=[{"name": r.name, "changed": r.changed} for r in manager.records],
             requantizations=ctx.facts.get("requantizations", []),
             mixed_precision=search.as_json(options.snr_target) if search else None,
-            sensitivity=sensitivity, qdq_import=ctx.facts.get("qdq_import", []),
+            sensitivity=m.sensitivity, qdq_import=ctx.facts.get("qdq_import", []),
             folded_heads=ctx.facts.get("folded_heads", []),
             output_bias_correction=ctx.facts.get("output_bias_correction"))
         write_report(tmp, report, markdown(report), source=Path(path))
@@ -284,6 +301,60 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return CompileResult(final, report, ctx.warnings)
+
+
+def measure_quantized(ctx: CompileContext, program: Program, layout: StreamLayout,
+                      offline_model, streaming_model, stream, shapes: dict) -> Measurement:
+    """Output SNR, per-layer SNR and sensitivity on the calibration data; the C is checked
+    bit for bit on its first inputs."""
+    options = ctx.options
+    if is_per_call_model(stream):  # streams of consecutive calls, state carried
+        streams = call_streams(options.calib, layout.time_axis)
+        snr = evaluate_per_call(program, layout, offline_model, stream, streams)
+        per_layer = layer_snr_per_call(program, offline_model, streaming_metadata(stream),
+                                       shapes, ctx.facts["time_info"], layout,
+                                       streams[:LAYER_SNR_SAMPLES // CALLS_PER_STREAM])
+        return Measurement(streams[:2], None, per_layer, snr)
+    snr, float_check = evaluate(program, layout, offline_model, streaming_model, stream,
+                                options.calib)
+    per_layer = layer_snr(program, layout, offline_model, shapes, ctx.facts["time_info"],
+                          ctx.facts.get("stream_time_info", {}),
+                          options.calib[:LAYER_SNR_SAMPLES])
+    sensitivity = layer_sensitivity(
+        offline_model, options.calib[:LAYER_SNR_SAMPLES], ctx.facts["exponents"],
+        ctx.facts["weight_exponents"], tensor_bits=ctx.facts.get("tensor_bits"),
+        weight_bits=ctx.facts.get("weight_bits"), bits_default=options.bits,
+        mode=options.target.rounding, progress=ctx.progress)
+    return Measurement(list(options.calib[:4]), float_check, per_layer, snr, sensitivity)
+
+
+def measure_float(ctx: CompileContext, program: Program, layout: StreamLayout, offline_model,
+                  streaming_model, stream, shapes: dict) -> Measurement:
+    """A float32 program: the float reference against onnxruntime (contract §3), per tensor
+    and at the output, on seeded synthetic inputs; the streaming model against the offline
+    one (contract §2)."""
+    per_call = is_per_call_model(stream)
+    offline_graph = ctx.facts.get("offline_graph", ctx.graph)  # per-call models: the graph
+    x_shape = static_shape(offline_graph.tensors()[program.inputs[0]])
+    inputs = float_inputs(ctx.options.calib, x_shape, per_call, layout.time_axis, ctx.warn)
+    latency = stream["latency_frames"] if stream else 0
+    meta = streaming_metadata(stream) if per_call else None
+    onnx_ref = OnnxReference(offline_model, layout, latency, meta)
+    errors = reference_errors(program, layout, onnx_ref, inputs)
+    float_check = None
+    if streaming_model is not None and not per_call:
+        float_check = evaluate(program, layout, offline_model, streaming_model, stream,
+                               np.stack(inputs), snr=False)[1]
+    if per_call:
+        per_layer = layer_snr_per_call(program, offline_model, meta, shapes,
+                                       ctx.facts["time_info"], layout, inputs[:2],
+                                       metric=max_abs_error)
+    else:
+        per_layer = layer_snr(program, layout, offline_model, shapes, ctx.facts["time_info"],
+                              ctx.facts.get("stream_time_info", {}), np.stack(inputs[:4]),
+                              metric=max_abs_error)
+    return Measurement(inputs[:4], float_check, per_layer,
+                       errors=errors.as_json("reference_vs_onnxruntime"), onnx_ref=onnx_ref)
 
 
 def state_rows(program, stream) -> list[dict]:
@@ -309,7 +380,7 @@ def interface(options: Options, program, plan, layout: StreamLayout, stream) -> 
     chunk = layout.chunk
     return ModelInterface(
         name=options.name, chunk_frames=chunk, input_channels=x.size // chunk,
-        input_elems=x.size, output_elems=y.size, input_exp=x.exp, output_exp=y.exp,
+        input_elems=x.size, output_elems=y.size, input_exp=x.exp or 0, output_exp=y.exp or 0,
         latency_frames=stream["latency_frames"] if stream else 0,
         per_frame_output=layout.per_frame,
         state_bytes=program.state_bytes,
@@ -317,8 +388,9 @@ def interface(options: Options, program, plan, layout: StreamLayout, stream) -> 
 
 
 def evaluate(program, layout: StreamLayout, offline_model, streaming_model, stream,
-             data: np.ndarray) -> tuple[float, float | None]:
-    """Quantized-vs-float SNR on the data, and the float streaming model's max relative error."""
+             data: np.ndarray, snr: bool = True) -> tuple[float | None, float | None]:
+    """Quantized-vs-float SNR on the data (unless `snr` is False), and the float streaming
+    model's max relative error against the offline model."""
     refs, quants, worst = [], [], 0.0
     out_axis = layout.output_info.axis if layout.per_frame else 0
     latency = stream["latency_frames"] if stream else 0
@@ -326,10 +398,11 @@ def evaluate(program, layout: StreamLayout, offline_model, streaming_model, stre
     in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
     for i, x in enumerate(data):
         offline = sess.run([out_name], {in_name: x})[0]
-        q = run_integer(program, layout, x).result
-        a, b = aligned(q, offline, latency, out_axis, layout.per_frame)
-        quants.append(a.reshape(-1))
-        refs.append(b.reshape(-1))
+        if snr:
+            q = run_integer(program, layout, x).result
+            a, b = aligned(q, offline, latency, out_axis, layout.per_frame)
+            quants.append(a.reshape(-1))
+            refs.append(b.reshape(-1))
         if streaming_model is not None and i < 8:
             s = stitch(run_float_stream(streaming_model, streaming_metadata(stream), x),
                        layout.per_frame, out_axis)
@@ -339,7 +412,8 @@ def evaluate(program, layout: StreamLayout, offline_model, streaming_model, stre
         raise VerificationError(f"the streaming model differs from the offline model "
                                 f"(max relative error {worst:.3g} > {STREAM_TOLERANCE:g}); "
                                 "this is a Rill bug: please report it with the model")
-    return snr_db(np.concatenate(refs), np.concatenate(quants)), (worst if streaming_model else None)
+    return (snr_db(np.concatenate(refs), np.concatenate(quants)) if snr else None,
+            worst if streaming_model else None)
 
 
 def calibration_snr(program, layout: StreamLayout, offline_model, stream, data: np.ndarray

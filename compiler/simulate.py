@@ -1,4 +1,5 @@
-"""Run the integer program on float inputs, the way the chip will (quantize, stream, dequantize)."""
+"""Run a lowered program on float inputs, the way the chip will: quantize, stream, dequantize
+(a quantized program) or stream the floats as they are (a float32 program)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from runtime.reference.kernels import dequantize, quantize
 
 @dataclass
 class IntegerRun:
-    inputs: np.ndarray  # [calls, input_elems] int8, what `<name>_run` receives
-    outputs: np.ndarray  # [calls, output_elems] int8
+    inputs: np.ndarray  # [calls, input_elems] int8/int16/float32, what `<name>_run` receives
+    outputs: np.ndarray  # [calls, output_elems] of the output buffer's type
     result: np.ndarray  # float, ONNX layout, stitched like the offline output
     calls: list[np.ndarray]  # float, ONNX layout: the output of every call
 
@@ -48,14 +49,20 @@ def stream_layout(ctx) -> StreamLayout:
 
 def run_integer(program: Program, layout: StreamLayout, x: np.ndarray,
                 trace: Callable[[dict[str, np.ndarray]], None] | None = None) -> IntegerRun:
+    """Stream `x` through the program with the reference kernels (integer kernels bit-exact
+    with C; float32 kernels within the float tolerance) from the initial state."""
     x_buf = program.buffers[program.inputs[0]]
-    e_in, in_bits = x_buf.exp, np.dtype(x_buf.dtype).itemsize * 8
-    e_out = program.buffers[program.outputs[0]].exp
-    q_chunks = [quantize(to_physical(c, layout.input_info), exp=e_in, mode=program.rounding,
-                         out_bits=in_bits)
+    out_buf = program.buffers[program.outputs[0]]
+    physical = [to_physical(c, layout.input_info)
                 for c in chunks(x.astype(np.float32), layout.time_axis, layout.chunk)]
+    if x_buf.is_float:
+        q_chunks = [c.astype(np.float32) for c in physical]
+    else:
+        q_chunks = [quantize(c, exp=x_buf.exp, mode=program.rounding,
+                             out_bits=np.dtype(x_buf.dtype).itemsize * 8) for c in physical]
     q_out = run_stream(program, q_chunks, trace)
-    per_call = [from_physical(dequantize(q, exp=e_out), layout.output_shape, layout.output_info)
+    per_call = [from_physical(q if out_buf.is_float else dequantize(q, exp=out_buf.exp),
+                              layout.output_shape, layout.output_info)
                 for q in q_out]
     return IntegerRun(np.stack(q_chunks), np.stack(q_out),
                       stitch(per_call, layout.per_frame,

@@ -1,7 +1,7 @@
 """Generated C quality: strict C99 with gcc and clang, 32-bit (-m32) builds, sanitizers, and
-byte-identical output that names what produced it. The build checks run on three components: the
-example TCN in int8 and in int16 (--bits 16), and the conv+GRU tagger (the recurrent kernels),
-each compiled once per worker."""
+byte-identical output that names what produced it. The build checks run on five components: the
+example TCN in int8, int16 (--bits 16) and float32 (--bits 32), and the conv+GRU tagger (the
+recurrent kernels) in int8 and float32, each compiled once per worker."""
 from __future__ import annotations
 
 import filecmp
@@ -23,7 +23,7 @@ STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
 GRU = FIXTURES / "streaming" / "gru_tagger.script.onnx"
 GRU_CALIB = FIXTURES / "streaming" / "gru_tagger.calib.npy"
-VARIANTS = ["tcn_int8", "tcn_int16", "gru_int8"]
+VARIANTS = ["tcn_int8", "tcn_int16", "tcn_float32", "gru_int8", "gru_float32"]
 
 
 @functools.cache
@@ -46,8 +46,13 @@ def component(request, compiled, example_model, example_calib) -> tuple[Path, st
     elif request.param == "tcn_int16":
         c = compiled("quality16_s3_c2", example_model, "--target", "esp32s3", "--chunk", "2",
                      "--bits", "16", "--calib", str(example_calib), name="quality16")
-    else:
+    elif request.param == "tcn_float32":
+        c = compiled("quality32_c2", example_model, "--chunk", "2", "--bits", "32",
+                     name="quality32")
+    elif request.param == "gru_int8":
         c = compiled("quality_gru", GRU, "--calib", str(GRU_CALIB), name="quality_gru")
+    else:
+        c = compiled("quality_gru32", GRU, "--bits", "32", name="quality_gru32")
     assert c.rc == 0, c.stderr
     return c.component, c.name
 

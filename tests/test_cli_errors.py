@@ -179,8 +179,13 @@ def case_unknown_option(tmp, ex, calib):
     return ["compile", ex, "--calib", calib, "--frobnicate"], 2, ["--frobnicate"]
 
 
-def case_bits_32(tmp, ex, calib):
-    return ["compile", ex, "--calib", calib, "--bits", "32"], 2, ["32"]
+def case_bits_24(tmp, ex, calib):
+    return ["compile", ex, "--calib", calib, "--bits", "24"], 2, ["24", "32"]
+
+
+def case_bits_32_with_quantization_options(tmp, ex, calib):
+    return (["compile", ex, "--bits", "32", "--int16", "x", "--snr-target", "40"], 2,
+            ["--int16", "--snr-target", "float32"])
 
 
 def case_empty_file(tmp, ex, calib):
@@ -311,7 +316,8 @@ CASES = [
     pytest.param(case_missing_model, id="missing-model-file"),
     pytest.param(case_unknown_target, id="unknown-target"),
     pytest.param(case_unknown_option, id="unknown-option"),
-    pytest.param(case_bits_32, id="bits-32-not-implemented"),
+    pytest.param(case_bits_24, id="bits-24-unsupported"),
+    pytest.param(case_bits_32_with_quantization_options, id="bits-32-with-int16"),
     pytest.param(case_empty_file, id="empty-file"),
     pytest.param(case_random_bytes, id="random-bytes"),
     pytest.param(case_truncated, id="truncated-protobuf"),

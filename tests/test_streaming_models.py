@@ -9,6 +9,7 @@ Fixtures: tests/fixtures/streaming/*.onnx from examples/streaming/export.py (bot
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,18 @@ def test_report_states_name_what_they_hold(tmp_path):
     assert report["latency_frames"] > 0
     for s in report["states"]:
         assert (s["holds"] is None) == (s["kind"] != "frames")
+
+
+def test_int16_max_pool_state_starts_at_the_lowest_value(tmp_path):
+    """An int16 state whose initial value is not one repeated byte (a max-pool's -32768) is set
+    element by element in `<name>_init` (a memset would give 0x0000); the compile's bit-exact
+    C check and self-test see the first calls, which read it."""
+    out = tmp_path / "out"
+    rc, _, err = run_cli(["compile", ZOO / "tcn_residual.dynamo.onnx", "--bits", "16", "--calib",
+                          ZOO / "tcn_residual.calib.npy", "--out", out, "--name", "res16", "-q"])
+    assert rc == 0, err
+    report = json.loads((out / "res16" / "report.json").read_text())
+    assert any(s["init"] < 0 for s in report["states"])  # the padded max-pool's state
+    assert report["verification"]["selftest"] == "passed"
+    source = (out / "res16" / "src" / "res16.c").read_text()
+    assert re.search(r"m->\w+\[i\] = -32768;", source)

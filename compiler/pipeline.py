@@ -91,6 +91,8 @@ class CompileResult:
     out_dir: Path
     report: dict
     warnings: list[str] = field(default_factory=list)
+    program: Program | None = None  # the lowered program: tools run the integer reference on it
+    layout: StreamLayout | None = None
 
 
 def select_calibration(calib, names: list[str], source: str) -> np.ndarray | None:
@@ -300,7 +302,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return CompileResult(final, report, ctx.warnings)
+    return CompileResult(final, report, ctx.warnings, program, layout)
 
 
 def measure_quantized(ctx: CompileContext, program: Program, layout: StreamLayout,

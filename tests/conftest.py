@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shutil
 import sys
@@ -130,3 +131,12 @@ def cc() -> str:
     if CC is None:
         pytest.skip("no gcc on PATH")
     return CC
+
+
+def require_tools(why: str | None) -> None:
+    """Skip, saying why, when a cross toolchain the test needs is missing, except under CI
+    (CI set), where .ci/run installs it: there its absence fails the test."""
+    if why and os.environ.get("CI"):
+        pytest.fail(f"this test must run in CI: {why}", pytrace=False)
+    if why:
+        pytest.skip(why)

@@ -263,6 +263,9 @@ int {p}_selftest(void);
                     f"{names['shift']}, {out});")
         if step.op == "add":
             return f"{fn}(&{names['params']}, {ins[0]}, {ins[1]}, {out});"
+        if step.op == "binary":
+            a, b = self.operands(step, names)
+            return f"{fn}(&{names['params']}, {a}, {b}, {out});"
         if step.op == "softmax":
             return f"{fn}(&{names['params']}, {names['table']}, {ins[0]}, {out});"
         if step.op == "mask_frames":
@@ -300,6 +303,12 @@ int {p}_selftest(void);
         if step.op in ("avgpool1d", "transpose", "maxpool1d", "reduce"):
             return f"{fn}(&{names['params']}, {ins[0]}, {out});"
         raise ValueError(f"no C emission for float32 step op {step.op!r}")
+
+    def operands(self, step: Step, names: dict[str, str]) -> list[str]:
+        """Operands a and b of a two-operand step: its constant array of that name, else the
+        next input buffer (codegen/kernel_library.py operand_dtypes)."""
+        buffers = iter(step.inputs)
+        return [names[k] if k in step.arrays else self.pointer(next(buffers)) for k in ("a", "b")]
 
     def float_io(self, kind: str) -> str:
         """The kernel of the float API: "quantize" (float -> the input buffer's type) or

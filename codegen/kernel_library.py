@@ -4,7 +4,7 @@ the model's namespace.
 Each kernel family has one template, `runtime/c/<family>.c`, written with type tokens:
 
     rill_x_t    input                     RILL_X_MIN / RILL_X_MAX / RILL_X_BITS its range / bits
-    rill_x2_t   second input (add)
+    rill_x2_t   second input (add, binary)
     rill_w_t    weights                   rill_acc_t  bias and accumulator
     rill_y_t    output                    RILL_Y_MIN / RILL_Y_MAX / RILL_Y_BITS its range / bits
     rill_table_t  the lut table (the output type for int8 inputs, int32 for int16 inputs)
@@ -74,6 +74,7 @@ FAMILIES: dict[str, Family] = {
                                f32_file="conv_transpose1d_f32.c"),
     "gemm": Family("gemm.c", ("w", "acc"), f32_file="gemm_f32.c"),
     "add": Family("add.c", ("x2",), f32_file="add_f32.c"),
+    "binary": Family("binary.c", ("x2",)),
     "avgpool1d": Family("avgpool1d.c", f32_file="avgpool1d_f32.c"),
     "maxpool1d": Family("maxpool1d.c", f32_file="maxpool1d_f32.c"),
     "reduce": Family("reduce.c", f32_file="reduce_f32.c"),
@@ -149,9 +150,10 @@ def _bits(dtype) -> int:
 
 
 def kernel_types(step: Step, buffers: Mapping[str, Buffer]) -> KernelTypes:
-    """The variant a step needs: x from its first input buffer, x2 from the second (add only;
-    mask_frames flags are always int8), w from its weights' dtype, acc from its bias's dtype,
-    y from its first output buffer."""
+    """The variant a step needs: x from its first input buffer, or for two-operand families
+    (add, binary) x and x2 from their operands (`operand_dtypes`; mask_frames flags are always
+    int8), w from its weights' dtype, acc from its bias's dtype, y from its first output
+    buffer."""
     spec = FAMILIES.get(step.op)
     if spec is None:
         raise ValueError(f"step op {step.op!r} is not a kernel family")
@@ -160,8 +162,10 @@ def kernel_types(step: Step, buffers: Mapping[str, Buffer]) -> KernelTypes:
         types = KernelTypes(F32, F32, fn=fn)
         check_types(step.op, types)
         return types
-    x = _bits(buffers[step.inputs[0]].dtype)
-    x2 = _bits(buffers[step.inputs[1]].dtype) if "x2" in spec.fields else None
+    if "x2" in spec.fields:
+        x, x2 = (_bits(d) for d in operand_dtypes(step, buffers))
+    else:
+        x, x2 = _bits(buffers[step.inputs[0]].dtype), None
     w = (_bits(np.asarray(step.arrays[_WEIGHT_ARRAY.get(step.op, "w")]).dtype)
          if "w" in spec.fields else None)
     acc = _bits(np.asarray(step.arrays["bias"]).dtype) if "acc" in spec.fields else None
@@ -180,6 +184,14 @@ def params_struct(family: str, types: KernelTypes) -> tuple[str, tuple[str, ...]
     if (types.x != F32 or family == "transpose") and family in kernels.PARAMS_FIELDS:
         return f"{family}_params_t", kernels.PARAMS_FIELDS[family]
     return None
+
+
+def operand_dtypes(step: Step, buffers: Mapping[str, Buffer]) -> tuple[np.dtype, np.dtype]:
+    """The dtypes of a two-operand step's operands `a` and `b`: each a constant array of that
+    name (flash) or else the next input buffer."""
+    inputs = iter(step.inputs)
+    return tuple(np.asarray(step.arrays[k]).dtype if k in step.arrays
+                 else np.dtype(buffers[next(inputs)].dtype) for k in ("a", "b"))
 
 
 def function_name(family: str, types: KernelTypes, prefix: str = "rill") -> str:

@@ -4,7 +4,9 @@ The float (offline) graph gets every quantized activation wrapped in QuantizeLin
 DequantizeLinear with scale 2^exp, and every Conv / ConvTranspose / Gemm weight stored as the
 int8/int16 integers Rill uses behind a per-output-channel DequantizeLinear; biases become int32
 behind DequantizeLinear at scale 2^(e_in + e_w) (or, when they need more than 32 bits, the float
-value of Rill's integer bias). The result computes what Rill's integer program computes, up to
+value of Rill's integer bias). The constant operands of element-wise ops (a Mul's scale, a
+PRelu's slope; passes/quant_rules.py) become their integers behind a per-tensor
+DequantizeLinear. The result computes what Rill's integer program computes, up to
 rounding details inside kernels; it lets users inspect the quantization with their usual tools
 and is the machinery of the per-layer sensitivity analysis (compiler/sensitivity.py).
 
@@ -52,11 +54,14 @@ class QDQPlan:
     weights: dict[str, WeightQ] = field(default_factory=dict)
     bias_corrections: dict[str, np.ndarray] = field(default_factory=dict)  # added to float biases
     mode: str = "half_even"  # rounding of weights and biases (the target's)
+    # constant operands of element-wise ops: node name -> input index -> one exponent
+    operands: dict[str, dict[int, WeightQ]] = field(default_factory=dict)
 
     @property
     def uses_int16(self) -> bool:
         return any(a.bits == 16 for a in self.activations.values()) or \
-            any(w.bits == 16 for w in self.weights.values())
+            any(w.bits == 16 for w in self.weights.values()) or \
+            any(q.bits == 16 for ops in self.operands.values() for q in ops.values())
 
 
 def plan_from_facts(facts: Mapping, bits_default: int = 8, mode: str = "half_even") -> QDQPlan:
@@ -67,7 +72,9 @@ def plan_from_facts(facts: Mapping, bits_default: int = 8, mode: str = "half_eve
         {n: ActivationQ(int(e), int(tbits.get(n, bits_default))) for n, e in facts["exponents"].items()},
         {n: WeightQ(np.asarray(e), int(wbits.get(n, bits_default)))
          for n, e in facts.get("weight_exponents", {}).items()},
-        dict(facts.get("bias_corrections", {})), mode)
+        dict(facts.get("bias_corrections", {})), mode,
+        {n: {int(i): WeightQ(np.asarray(e), int(wbits.get(n, bits_default))) for i, e in ops.items()}
+         for n, ops in facts.get("operand_exponents", {}).items()})
 
 
 def export_qdq(graph: gs.Graph, facts: Mapping, bits_default: int = 8, *,
@@ -146,8 +153,22 @@ class _QDQBuilder:
             if q is not None and node.op_type in WEIGHTED_OPS and node.input[1] in self.inits:
                 nodes += self.weight_nodes(node, q)
                 nodes += self.bias_nodes(node, q)
+            for i, oq in sorted(self.plan.operands.get(node.name, {}).items()):
+                if i < len(node.input) and node.input[i] in self.inits:
+                    nodes += self.operand_nodes(node, i, oq)
             nodes.append(node)
         self.replace_nodes(nodes)
+
+    def operand_nodes(self, node: onnx.NodeProto, i: int, q: WeightQ) -> list[onnx.NodeProto]:
+        """DequantizeLinear of a constant operand's integers (one exponent) feeding `node`."""
+        value = numpy_helper.to_array(self.inits[node.input[i]])
+        base = f"{node.name}/qdq_operand{i}"
+        e = int(np.asarray(q.exps).reshape(-1)[0])
+        ints = quantize_values(value, e, q.bits, self.plan.mode)
+        ins = [self.constant(f"{base}/int{q.bits}", ints), self.scale(e), self.zero(q.bits)]
+        node.input[i] = f"{base}/dequantized"
+        return [helper.make_node("DequantizeLinear", ins, [node.input[i]],
+                                 name=f"{base}/DequantizeLinear")]
 
     def weight_nodes(self, node: onnx.NodeProto, q: WeightQ) -> list[onnx.NodeProto]:
         """DequantizeLinear of the integer weights (per output channel) feeding `node`."""

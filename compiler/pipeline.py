@@ -36,6 +36,7 @@ from compiler.streams import CALLS_PER_STREAM, aligned, call_streams, run_float_
 from passes.assign_precision import AssignPrecision, layer_nodes
 from passes.calibrate import Calibrate
 from passes.correct_output_bias import CorrectOutputBias
+from passes.div_by_constant import DivByConstant
 from passes.fold_chomp import FoldChomp
 from passes.fold_constants import FoldConstants
 from passes.fold_linear_head import FoldLinearHead
@@ -64,8 +65,8 @@ LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data su
 def float_passes(offline: bool) -> list[Pass]:
     """Normalize and fuse, then cut into a streaming model (unless compiling offline)."""
     passes: list[Pass] = [ImportQDQ(), RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(), FoldChomp(),
-                          FuseBatchNorm(), FuseActivation(), FuseSilu(), FuseGelu(), FoldLinearHead(),
-                          InferShapes()]
+                          FuseBatchNorm(), FuseActivation(), FuseSilu(), FuseGelu(), DivByConstant(),
+                          FoldLinearHead(), InferShapes()]
     return passes if offline else passes + [StreamingCut()]
 
 
@@ -326,7 +327,8 @@ def measure_quantized(ctx: CompileContext, program: Program, layout: StreamLayou
         offline_model, options.calib[:LAYER_SNR_SAMPLES], ctx.facts["exponents"],
         ctx.facts["weight_exponents"], tensor_bits=ctx.facts.get("tensor_bits"),
         weight_bits=ctx.facts.get("weight_bits"), bits_default=options.bits,
-        mode=options.target.rounding, progress=ctx.progress)
+        mode=options.target.rounding, operand_exponents=ctx.facts.get("operand_exponents"),
+        progress=ctx.progress)
     return Measurement(list(options.calib[:4]), float_check, per_layer, snr, sensitivity)
 
 

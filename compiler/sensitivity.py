@@ -22,6 +22,7 @@ from codegen.qdq_export import (WEIGHTED_OPS, ActivationQ, QDQPlan, WeightLayout
                                 apply_qdq, float_tensors)
 from compiler.ort import session, with_all_outputs
 from compiler.streams import snr_db
+from passes.quant_rules import operand_exponent, operand_indices
 from passes.quant_scheme import PowerOfTwoScheme
 
 MAX_VALUES = 1 << 20  # calibration values kept per tensor to choose an exponent
@@ -56,12 +57,13 @@ def layer_sensitivity(offline_model: onnx.ModelProto, calib_inputs: np.ndarray |
                       tensor_bits: Mapping[str, int] | None = None,
                       weight_bits: Mapping[str, int] | None = None, bits_default: int = 8,
                       widths: Sequence[int] = (8, 16), mode: str = "half_even",
+                      operand_exponents: Mapping[str, Mapping[int, np.ndarray]] | None = None,
                       progress: Callable[[str], None] = lambda s: None) -> list[dict]:
     """Rows {layer, node, op, weights, snr_int8_db, snr_int16_db, int16_*_bytes}, most sensitive
     (lowest SNR at the narrowest width) first.
 
-    `exponents` / `weight_exponents` are the compilation's (facts["exponents"],
-    facts["weight_exponents"]), valid at their width (`tensor_bits` / `weight_bits`, else
+    `exponents` / `weight_exponents` / `operand_exponents` are the compilation's
+    (facts["exponents"], ["weight_exponents"], ["operand_exponents"]), valid at their width (`tensor_bits` / `weight_bits`, else
     `bits_default`); at another width, and for anything not given, the exponent is chosen from
     the calibration values by Rill's scheme. Without `exponents` every op output is a layer.
     `calib_inputs`: [N, *input_shape] for a one-input model, or a list of feed dicts.
@@ -73,7 +75,8 @@ def layer_sensitivity(offline_model: onnx.ModelProto, calib_inputs: np.ndarray |
     layers = find_layers(offline_model, names)
     refs, values, sizes = float_run(offline_model, feeds, names)
     plans = {w: width_plan(offline_model, values, w, exponents or {}, weight_exponents or {},
-                           tensor_bits or {}, weight_bits or {}, bits_default, mode) for w in widths}
+                           tensor_bits or {}, weight_bits or {}, bits_default, mode,
+                           operand_exponents or {}) for w in widths}
     rows = []
     for i, layer in enumerate(layers):
         progress(f"sensitivity {i + 1}/{len(layers)}: {layer.tensor}")
@@ -105,13 +108,23 @@ def find_layers(model: onnx.ModelProto, names: list[str]) -> list[Layer]:
             if n.name in seen:
                 continue
             seen.add(n.name)
-            if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits:
+            if weight_inputs(n, inits):
                 weighted.append(n)
             stack += [producer[t] for t in n.input if t in producer and t not in quantized]
         layers.append(Layer(name, node.name, node.op_type, [w.name for w in weighted],
-                            sum(init_elems(inits, w, 1) for w in weighted),
-                            sum(init_elems(inits, w, 2) for w in weighted)))
+                            sum(init_elems(inits, w, i) for w in weighted
+                                for i in weight_inputs(w, inits)),
+                            sum(init_elems(inits, w, 2) for w in weighted
+                                if w.op_type in WEIGHTED_OPS)))
     return layers
+
+
+def weight_inputs(node: onnx.NodeProto, inits: Mapping[str, onnx.TensorProto]) -> list[int]:
+    """The inputs of `node` Rill quantizes as weights: a Conv/Gemm's weights, an element-wise
+    op's constant operands (passes/quant_rules.py)."""
+    if node.op_type in WEIGHTED_OPS:
+        return [1] if len(node.input) > 1 and node.input[1] in inits else []
+    return operand_indices(node.op_type, [t in inits for t in node.input])
 
 
 def init_elems(inits: Mapping[str, onnx.TensorProto], node: onnx.NodeProto, i: int) -> int:
@@ -147,7 +160,8 @@ def float_run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names:
 def width_plan(model: onnx.ModelProto, values: dict[str, Values], width: int,
                exponents: Mapping[str, int], weight_exponents: Mapping[str, np.ndarray],
                tensor_bits: Mapping[str, int], weight_bits: Mapping[str, int], bits_default: int,
-               mode: str) -> QDQPlan:
+               mode: str, operand_exponents: Mapping[str, Mapping[int, np.ndarray]] = {}
+               ) -> QDQPlan:
     """Every tensor and weight quantized at `width`: the given exponent where it was chosen for
     that width, else the scheme's choice from the values."""
     scheme = PowerOfTwoScheme(width)
@@ -167,14 +181,22 @@ def width_plan(model: onnx.ModelProto, values: dict[str, Values], width: int,
         w = numpy_helper.to_array(inits[node.input[1]])
         w_oc = WeightLayout.of(node, w.shape).out_first(w)
         weights[node.name] = WeightQ(np.array([q.exp for q in scheme.choose_per_channel(w_oc)]), width)
-    return QDQPlan(acts, weights, {}, mode)
+    operands: dict[str, dict[int, WeightQ]] = {}
+    for node in model.graph.node:
+        for i in weight_inputs(node, inits) if node.op_type not in WEIGHTED_OPS else []:
+            given = operand_exponents.get(node.name, {}).get(i)
+            if given is None or weight_bits.get(node.name, bits_default) != width:
+                given = [operand_exponent(numpy_helper.to_array(inits[node.input[i]]), width)]
+            operands.setdefault(node.name, {})[i] = WeightQ(np.asarray(given), width)
+    return QDQPlan(acts, weights, {}, mode, operands)
 
 
 def layer_snr(model: onnx.ModelProto, layer: Layer, plan: QDQPlan, feeds: list[dict[str, np.ndarray]],
               refs: list[np.ndarray]) -> float:
     """Pooled output SNR with only `layer` fake-quantized."""
     one = QDQPlan({layer.tensor: plan.activations[layer.tensor]},
-                  {n: plan.weights[n] for n in layer.weighted}, {}, plan.mode)
+                  {n: plan.weights[n] for n in layer.weighted if n in plan.weights}, {}, plan.mode,
+                  {n: plan.operands[n] for n in layer.weighted if n in plan.operands})
     sess = session(apply_qdq(model, one))
     outs = [o.name for o in model.graph.output]
     got = [np.concatenate([np.asarray(v, np.float64).ravel() for v in sess.run(outs, f)]) for f in feeds]

@@ -5,7 +5,7 @@ input) promotes single layers, and the mixed-precision search (compiler/mixed_pr
 the same through `Options.int16_layers`. Tensors that must share an exponent (passive ops, state
 pairs) also share a precision, so a promotion spreads over its tie group; so do a recurrent
 layer's hidden and cell tensors (its kernel writes y from h, and int16 h goes with an int32
-cell). A layer's weights (Conv/Gemm, GRU/LSTM) follow its output's precision unless it is listed
+cell). A layer's weights (Conv/Gemm, GRU/LSTM, the constant operands of element-wise ops) follow its output's precision unless it is listed
 in `facts["int8_weight_layers"]` (int16 activations with int8 weights, half the flash).
 
 Kernels take inputs and outputs of either precision, so an int8<->int16 boundary is requantized
@@ -19,7 +19,7 @@ import onnx_graphsurgeon as gs
 from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.pass_manager import Pass
-from passes.quant_rules import PASSIVE_OPS, WEIGHTED_OPS, tie_graph
+from passes.quant_rules import PASSIVE_OPS, WEIGHTED_OPS, node_operands, tie_graph
 
 RECURRENT_OPS = {"GRU", "LSTM"}
 
@@ -94,7 +94,8 @@ class AssignPrecision(Pass):
         int8_weights = set(ctx.facts.get("int8_weight_layers", ()))
         weight_bits = {n.name: 8 if n.name in int8_weights else
                        given_w.get(n.name, bits[next(t.name for t in n.outputs if t.name)])
-                       for n in graph.nodes if n.op in WEIGHTED_OPS or n.op in RECURRENT_OPS}
+                       for n in graph.nodes
+                       if n.op in WEIGHTED_OPS or n.op in RECURRENT_OPS or node_operands(n)}
         ctx.facts["tensor_bits"] = bits
         ctx.facts["weight_bits"] = weight_bits
         return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from compiler.context import CompileContext
 from compiler.pass_manager import Pass
+from passes.lowering.arithmetic import ArithmeticOps
 from passes.lowering.base import IntegerFormat, LoweringBase
 from passes.lowering.elementwise import ElementwiseOps
 from passes.lowering.movement import MovementOps
@@ -16,8 +17,8 @@ from passes.lowering.weighted import WeightedOps
 from passes.lowering.program import lower_graph, stored_time_info
 
 
-class Lowering(WeightedOps, ElementwiseOps, MovementOps, RecurrentOps, IntegerFormat,
-               LoweringBase):
+class Lowering(WeightedOps, ArithmeticOps, ElementwiseOps, MovementOps, RecurrentOps,
+               IntegerFormat, LoweringBase):
     """Builds the program node by node; one method per ONNX op family (passes/lowering/,
     base.OP_METHODS)."""
 

@@ -4,8 +4,28 @@ Some tensors have an exponent fixed by what they mean rather than by their range
 probabilities (in [0, 1]: exponent -7 at most, finer when calibration shows smaller values), the 0/1 "valid frame" flags of the streaming cut
 (exponent 0), and a recurrent layer's hidden state and outputs (chosen by its quantization plan).
 Propagation gives a tie group its fixed member's exponent instead of the coarsest one.
+
+Element-wise arithmetic (Add, Sub, Mul, Div, Max, Min, PRelu; the `binary` kernel, lowered in
+passes/lowering/arithmetic.py) keeps the calibrated output exponent e_y and computes exactly up
+to one final rounding:
+- Add, Sub, Max, Min: both operands are aligned to their finer exponent min(e_a, e_b) by exact
+  left shifts, combined, and requantized once to e_y;
+- Mul: the exact product has exponent e_a + e_b and is requantized once to e_y;
+- Div: the exact quotient a/b has exponent e_a - e_b and is rounded once to e_y (round_div, the
+  target's rounding mode); a zero divisor saturates to the type's extreme of the numerator's
+  sign (0/0 gives 0, as NaN does). A Div by a constant is a Mul by its reciprocal
+  (passes/div_by_constant.py), computed in float64 before the constant is quantized;
+- PRelu: the positive side has exponent e_a, the negative side a * slope e_a + e_s; both are
+  aligned to the finer one and requantized once to e_y.
+A constant operand (a scale, an offset, a PRelu slope) is quantized once at compile time at the
+layer's weight bits, with one exponent for the whole tensor, the smallest that does not clip it
+(`operand_exponent`): a per-tensor exponent that clipped the largest value would be a
+systematic error on that element. Add-like ops do not use a constant exponent finer than
+e_y - OPERAND_FINEST_BELOW_OUTPUT (the extra bits would only lengthen the shifts).
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import networkx as nx
 import numpy as np
@@ -14,6 +34,7 @@ import onnx_graphsurgeon as gs
 from compiler.graph import const_value, node_label
 from compiler.errors import RillError
 from compiler.op_attrs import recurrent_weights
+from passes.observers import minmax_exponent
 from passes.quantize_recurrent import E_H, layer_bits, plan_gru, plan_lstm
 
 SOFTMAX_EXP = {8: -7, 16: -15}  # by output bits: q = round(p * 2^(bits-1)), saturated
@@ -25,6 +46,30 @@ def softmax_exponent(calibrated: int | None, bits: int) -> int:
     they stay smaller (a 10-class output rarely exceeds 0.25: two more bits of resolution)."""
     top = SOFTMAX_EXP[bits]
     return top if calibrated is None else max(min(calibrated, top), SOFTMAX_FINEST_EXP)
+
+# Element-wise ops of two operands (the `binary` kernel); either operand may be a constant.
+ARITHMETIC_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu"})
+OPERAND_FINEST_BELOW_OUTPUT = 24
+
+
+def operand_indices(op: str, constant: Sequence[bool]) -> list[int]:
+    """The inputs of a node of type `op` that Rill quantizes as constant operands (one
+    exponent per tensor, at the layer's weight bits), given which inputs are constants."""
+    if op in ARITHMETIC_OPS and len(constant) == 2 and not all(constant):
+        return [i for i in (0, 1) if constant[i]]
+    return []
+
+
+def node_operands(node: gs.Node) -> list[int]:
+    """`operand_indices` of a graph node."""
+    return operand_indices(node.op, [const_value(t) is not None for t in node.inputs])
+
+
+def operand_exponent(value: np.ndarray, bits: int) -> int:
+    """The exponent of a constant operand: the smallest that represents max|value| without
+    clipping (0 for an all-zero constant)."""
+    return minmax_exponent(np.asarray(value, np.float64), bits)
+
 
 # Ops with constant weights quantized per output channel (ai.rill Fused* included).
 WEIGHTED_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspose"})

@@ -7,7 +7,9 @@ from the per-sample maxima (`calibration_maxima`) at int16; passes/observers.py)
 bits (`weight_bits`), unless a QDQ model gave them (ImportQDQ's `given_weight_exponents`, while
 the weights are still the ones it quantized). With bias correction (Options.bias_correction,
 passes/bias_correction.py) each weighted layer's expected weight-rounding error goes to `bias_corrections`, which lowering
-adds to the float bias. Biases, shifts and tables are derived later from these in lowering.
+adds to the float bias. Constant operands of element-wise ops get one exponent per tensor
+(`operand_exponents`, quant_rules.py). Biases, shifts and tables are derived later from these in
+lowering.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from passes.bias_correction import MODES, correct_layer
 from passes.calibrate import throttled
 from passes.import_qdq import honored_weight_exponents
 from passes.observers import RECIPES, channel_exponents
-from passes.quant_rules import (WEIGHTED_OPS, fixed_exponents, out_channel_weights,
-                                 plan_recurrent, softmax_exponent)
+from passes.quant_rules import (ARITHMETIC_OPS, OPERAND_FINEST_BELOW_OUTPUT, WEIGHTED_OPS,
+                                 fixed_exponents, node_operands, operand_exponent,
+                                 out_channel_weights, plan_recurrent, softmax_exponent)
 from passes.quant_scheme import PowerOfTwoScheme
 
 WEIGHT_RECIPE = "mse"  # per output channel; measured against minmax in docs/quantization.md
@@ -73,6 +76,7 @@ class Quantize(Pass):
                     w, weight_bits.get(node.name, opts.bits), WEIGHT_RECIPE)
         ctx.facts["bias_corrections"], ctx.facts["bias_correction_mse"] = bias_corrections(
             ctx, weighted, exps, weight_exps, report)
+        ctx.facts["operand_exponents"] = operand_exponents(ctx, exps, weight_bits)
         ctx.facts["recurrent_plans"] = {n.name: plan_recurrent(n, ctx, exps[n.inputs[0].name])
                                          for n in ctx.graph.nodes if n.op in ("GRU", "LSTM")}
         ctx.facts["softmax_exponents"] = {
@@ -84,6 +88,26 @@ class Quantize(Pass):
         ctx.facts["exponents"] = exps
         ctx.facts["weight_exponents"] = weight_exps
         return False
+
+
+def operand_exponents(ctx: CompileContext, exps: dict[str, int], weight_bits: dict[str, int]
+                      ) -> dict[str, dict[int, np.ndarray]]:
+    """Node name -> input index -> the exponent (a 1-element array) of each constant operand
+    of an element-wise op (quant_rules.operand_exponent, at the layer's weight bits); an
+    add-like op's constant is never finer than its output needs."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for node in ctx.graph.nodes:
+        for i in node_operands(node):
+            value = const_value(node.inputs[i])
+            if not np.all(np.isfinite(value)):
+                raise RillError(f"{node_label(node)}: constant '{node.inputs[i].name}' contains "
+                                "NaN or Inf")
+            e = operand_exponent(value, weight_bits.get(node.name, ctx.options.bits))
+            y = node.outputs[0].name
+            if node.op in ARITHMETIC_OPS - {"Mul", "Div", "PRelu"} and y in exps:
+                e = max(e, exps[y] - OPERAND_FINEST_BELOW_OUTPUT)
+            out.setdefault(node.name, {})[i] = np.array([e], np.int32)
+    return out
 
 
 def bias_corrections(ctx: CompileContext, weighted: list, exps: dict[str, int],

@@ -21,7 +21,9 @@ from runtime.reference.kernels import round_to_int
 #: one of them lacks is a clear error in that precision.
 OP_METHODS: dict[str, str] = {
     "Conv": "conv", "FusedConv": "conv", "Gemm": "gemm", "FusedGemm": "gemm",
-    "Add": "add", "AveragePool": "avgpool", "MaxPool": "maxpool",
+    "Add": "add", "Sub": "arithmetic", "Mul": "arithmetic", "Div": "arithmetic",
+    "Max": "arithmetic", "Min": "arithmetic", "PRelu": "arithmetic",
+    "AveragePool": "avgpool", "MaxPool": "maxpool",
     "Concat": "concat", "Slice": "slice", "Gather": "gather",
     "Flatten": "reshape", "Reshape": "reshape", "Squeeze": "reshape",
     "Unsqueeze": "reshape", "Transpose": "transpose", "Identity": "identity",

@@ -129,4 +129,24 @@ typedef struct {
     int32_t act_max;
 } rill_conv_transpose1d_params_t;
 
+typedef struct {
+    int32_t op; /* RILL_BINARY_ADD, _SUB, _MUL, _DIV, _MAX, _MIN or _PRELU */
+    int32_t shape[4];    /* output dims, outermost first (y is contiguous) */
+    int32_t a_stride[4]; /* element stride of a along each output dim (0: broadcast) */
+    int32_t b_stride[4];
+    int32_t shift_a;
+    int32_t shift_b;
+    int32_t shift_out;
+    int32_t act_min;
+    int32_t act_max;
+} rill_binary_params_t;
+
+#define RILL_BINARY_ADD 0
+#define RILL_BINARY_SUB 1
+#define RILL_BINARY_MUL 2
+#define RILL_BINARY_DIV 3
+#define RILL_BINARY_MAX 4
+#define RILL_BINARY_MIN 5
+#define RILL_BINARY_PRELU 6
+
 #endif /* RILL_KERNELS_H */

@@ -1,4 +1,5 @@
 """Bit-exact Python integer reference of the Rill C kernels (see runtime/KERNELS.md)."""
+from .binary import BINARY_OPS, binary
 from .kernels import (
     PARAMS_FIELDS,
     REDUCE_MAX,
@@ -28,6 +29,8 @@ from .kernels import (
 )
 
 __all__ = [
+    "BINARY_OPS",
+    "binary",
     "PARAMS_FIELDS",
     "REDUCE_MAX",
     "REDUCE_MEAN",

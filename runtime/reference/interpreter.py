@@ -8,6 +8,7 @@ import numpy as np
 
 from runtime.ir import Program, Step
 from runtime.reference import f32 as F
+from runtime.reference.binary import binary
 from runtime.reference import kernels as K
 from runtime.reference import recurrent as R
 
@@ -32,6 +33,13 @@ def _run_recurrent(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
         mem[name][:] = np.asarray(value).reshape(-1)
     if step.params["has_y"]:
         mem[step.outputs[0]][:] = np.asarray(y).reshape(-1)
+
+
+def _operands(step: Step, ins: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Operands a and b of a two-operand step: a constant array of that name, else the next
+    input buffer (codegen/kernel_library.py operand_dtypes)."""
+    buffers = iter(ins)
+    return tuple(step.arrays[k] if k in step.arrays else next(buffers) for k in ("a", "b"))
 
 
 _WEIGHTED = ("conv1d", "gemm", "conv2d", "conv_transpose1d")
@@ -98,6 +106,8 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
         y = getattr(K, family)(ins[0], mode=mode, **kw)
     elif family == "add":
         y = K.add(ins[0], ins[1], mode=mode, **kw)
+    elif family == "binary":
+        y = binary(*_operands(step, ins), mode=mode, **kw)
     elif family == "lut":
         y = K.lut(ins[0], a["table"], mode=mode, **kw)
     elif family == "transpose":

@@ -24,8 +24,8 @@ import numpy as np
 
 ROUNDING_MODES = ("half_even", "half_up")
 
-#: The C params struct of each kernel family, fields in declaration order (all int32; transpose
-#: packs rank, in_shape[4], perm[4]). lut, requant and mask_frames take their scalars as
+#: The C params struct of each kernel family, fields in declaration order (all int32; list
+#: fields such as transpose's in_shape[4], perm[4] have 4 entries). lut, requant and mask_frames take their scalars as
 #: arguments (`n`, `frac_bits`, `shift`, `frames`, `inner`, `pad`).
 PARAMS_FIELDS: dict[str, tuple[str, ...]] = {
     "conv1d": ("t_in", "c_in", "c_out", "kernel", "stride", "dilation", "groups",
@@ -44,6 +44,8 @@ PARAMS_FIELDS: dict[str, tuple[str, ...]] = {
                "pad_f_l", "pad_f_r", "act_min", "act_max"),
     "reduce": ("outer", "length", "inner", "op", "shift"),
     "softmax": ("rows", "cols", "out_frac", "lo_bits", "hi_len", "scale_bits"),
+    "binary": ("op", "shape", "a_stride", "b_stride", "shift_a", "shift_b", "shift_out",
+               "act_min", "act_max"),
     "conv_transpose1d": ("t_in", "c_in", "c_out", "kernel", "stride", "dilation", "groups",
                          "pad_l", "pad_r", "output_padding", "act_min", "act_max"),
 }

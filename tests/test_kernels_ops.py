@@ -1,0 +1,272 @@
+"""The kernels of the broadcasting and layout ops (binary; runtime/c templates instantiated per
+type variant) against the Python integer reference bit for bit in both rounding modes, for int8,
+int16 and mixed operands, at edge values (type extremes, rounding ties, division by zero,
+saturation, every broadcast pattern), and the reference against the spec (runtime/KERNELS.md)
+read literally with exact fractions.
+
+The C side runs through tests/c/kernel_driver.c with a generated dispatch over the variants
+under test, built once per session and rounding mode (AddressSanitizer + UBSan when available;
+the driver also catches output bytes left unwritten).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from c_drivers import MODES, build_drivers, dispatch_source, exact_round, record, run_records
+from codegen.kernel_library import KernelTypes, variant_suffix
+from runtime.reference import kernels as ref
+from runtime.reference.binary import BINARY_OPS, binary
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER_SRC = ROOT / "tests" / "c" / "kernel_driver.c"
+CC = os.environ.get("CC", "gcc")
+T = KernelTypes
+DTYPE = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
+BINARY_TYPES = [T(x, y, x2=b) for x, b, y in itertools.product((8, 16), repeat=3)]
+TESTED = [("binary", t) for t in BINARY_TYPES]
+DISPATCH, VARIANT_OP = dispatch_source(TESTED)
+
+pytestmark = pytest.mark.skipif(shutil.which(CC) is None, reason=f"no C compiler ({CC})")
+
+
+def types_param(types):
+    return pytest.mark.parametrize("types", types, ids=variant_suffix)
+
+
+class Driver:
+    """One compiled kernel_driver; `run` sends a batch of calls through one process."""
+
+    def __init__(self, exe: Path, mode: str):
+        self.exe, self.mode = exe, mode
+
+    def check(self, cases: list[tuple]) -> None:
+        """cases: (description, (family, types), params [int], arrays, expected array)."""
+        sizes = [want.size * want.dtype.itemsize for *_, want in cases]
+        records = [record(VARIANT_OP[v], params, arrays, size)
+                   for (_, v, params, arrays, _), size in zip(cases, sizes)]
+        raw = run_records(self.exe, records, sizes, f"kernel_driver ({self.mode})")
+        for (desc, v, _, _, want), got in zip(cases, raw):
+            assert want.dtype == DTYPE[v[1].y], f"{desc}: reference dtype {want.dtype}"
+            got = np.frombuffer(got, want.dtype)
+            want = want.reshape(-1)
+            if not np.array_equal(got, want):
+                i = int(np.flatnonzero(got != want)[0])
+                raise AssertionError(f"[{self.mode}] {desc}: {int(np.sum(got != want))} "
+                                     f"mismatches; first at {i}: C {got[i]} != ref {want[i]}")
+
+
+@pytest.fixture(scope="session")
+def drivers(tmp_path_factory) -> dict[str, Driver]:
+    build = tmp_path_factory.mktemp("kernel_driver_ops")
+    exes = build_drivers(CC, build, DRIVER_SRC, TESTED, "kernel_driver", DISPATCH)
+    return {mode: Driver(exe, mode) for mode, exe in exes.items()}
+
+
+def trange(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def rand_int(rng, shape, bits: int, extreme: bool = False) -> np.ndarray:
+    lo, hi = trange(bits)
+    if extreme:
+        return rng.choice(np.array([lo, hi, lo + 1, hi - 1, 0, 1, -1]), size=shape).astype(DTYPE[bits])
+    return rng.integers(lo, hi + 1, size=shape, dtype=np.int64).astype(DTYPE[bits])
+
+
+def flat_params(family: str, p: dict) -> list[int]:
+    out = []
+    for f in ref.PARAMS_FIELDS[family]:
+        v = p[f]
+        out.extend(list(v) if isinstance(v, (list, tuple)) else [v])
+    return out
+
+
+# ------------------------------------------------------------------------------- binary
+
+OPS = list(BINARY_OPS.items())
+
+
+def binary_case(t: KernelTypes, a, b, p: dict, mode: str, desc: str = "") -> tuple:
+    want = binary(a, b, **p, mode=mode, out_bits=t.y)
+    return (f"binary_{variant_suffix(t)} {desc} {p}", ("binary", t), flat_params("binary", p),
+            [a, b], want)
+
+
+def contiguous(shape) -> list[int]:
+    strides, s = [], 1
+    for n in reversed(shape):
+        strides.insert(0, s)
+        s *= n
+    return strides
+
+
+def broadcast_layout(rng, shape: list[int]) -> tuple[list[int], int]:
+    """Strides of an operand broadcast along a random subset of the axes, stored either in
+    output order or with two axes swapped (a transposed operand); its element count."""
+    kept = [n if rng.random() < 0.6 else 1 for n in shape]
+    order = list(range(4))
+    if rng.random() < 0.4:
+        i, j = rng.choice(4, 2, replace=False)
+        order[i], order[j] = order[j], order[i]
+    stored = [kept[k] for k in order]
+    strides_stored = contiguous(stored)
+    strides = [0] * 4
+    for pos, k in enumerate(order):
+        strides[k] = strides_stored[pos] if kept[k] > 1 else 0
+    return strides, int(np.prod(stored))
+
+
+def shifts_for(op: int, rng, t: KernelTypes) -> tuple[int, int, int]:
+    """shift_a, shift_b, shift_out in the ranges the compiler uses (and at the edges)."""
+    wide = max(t.x, t.x2) - t.y
+    if op == BINARY_OPS["mul"]:
+        return 0, 0, int(rng.integers(-2, 16 + wide))
+    if op == BINARY_OPS["div"]:
+        return 0, 0, int(rng.integers(-20, 20))
+    if op == BINARY_OPS["prelu"]:
+        return int(rng.integers(0, 12)), int(rng.integers(0, 4)), int(rng.integers(0, 14 + wide))
+    sa, sb = (int(rng.integers(0, 9)), 0) if rng.random() < 0.5 else (0, int(rng.integers(0, 9)))
+    return sa, sb, int(rng.integers(-2, 12 + wide))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(BINARY_TYPES)
+def test_binary_grid(drivers, types, mode):
+    """Every op on all int8 pairs (or the extremes of both types and random pairs), at shifts
+    that make ties, saturate, shift left and hit the alignment limit; activation bounds."""
+    (alo, ahi), (blo, bhi) = trange(types.x), trange(types.x2)
+    if types.x == types.x2 == 8:
+        ga, gb = (v.reshape(-1) for v in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128)))
+    else:
+        rng = np.random.default_rng(7100)
+        ea = np.array([alo, alo + 1, -3, -2, -1, 0, 1, 2, 3, ahi - 1, ahi])
+        eb = np.array([blo, blo + 1, -3, -2, -1, 0, 1, 2, 3, bhi - 1, bhi])
+        ga, gb = (v.reshape(-1) for v in np.meshgrid(ea, eb))
+        ga = np.concatenate([ga, rand_int(rng, 3000, types.x)])
+        gb = np.concatenate([gb, rand_int(rng, 3000, types.x2)])
+    a, b = ga.astype(DTYPE[types.x]), gb.astype(DTYPE[types.x2])
+    lo, hi = trange(types.y)
+    n = a.size
+    flat = dict(shape=[1, 1, 1, n], a_stride=[0, 0, 0, 1], b_stride=[0, 0, 0, 1])
+    wide = max(types.x, types.x2) - types.y
+    cases = []
+    for name, op in OPS:
+        if name == "mul":
+            shifts = [(0, 0, s) for s in (-3, 0, 1, 2, 7, 8 + wide, 15 + wide, 31, 47)]
+        elif name == "div":
+            shifts = [(0, 0, s) for s in (-47, -12, -7, -1, 0, 1, 3, 8, 47)]
+        elif name == "prelu":
+            shifts = [(sa, sb, so) for sa, sb, so in ((0, 0, 0), (7, 0, 7), (9, 2, 10), (15, 0, 3),
+                                                       (0, 32, 40), (47, 0, 47), (3, 1, -2))]
+        else:
+            shifts = [(0, 0, 0), (0, 0, 1), (3, 0, 2), (0, 5, 6), (1, 0, -1), (8, 0, 9 + wide),
+                      (47, 0, 47), (0, 47, 50), (47, 47, 63), (0, 0, 64)]
+        for sa, sb, so in shifts:
+            for act in ((lo, hi), (0, hi), (-20, 30)):
+                p = dict(op=op, **flat, shift_a=sa, shift_b=sb, shift_out=so, act_min=act[0],
+                         act_max=act[1])
+                cases.append(binary_case(types, a, b, p, mode, name))
+    drivers[mode].check(cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(BINARY_TYPES)
+def test_binary_broadcast(drivers, types, mode):
+    """Random 4-D shapes with every broadcast pattern (a dimension of 1, a scalar, a
+    transposed operand, empty outputs), random and extreme values."""
+    cases = []
+    for seed in range(60):
+        rng = np.random.default_rng(7200 + seed)
+        shape = [int(rng.integers(0 if seed == 5 else 1, 5)) for _ in range(4)]
+        a_stride, a_n = broadcast_layout(rng, shape)
+        b_stride, b_n = broadcast_layout(rng, shape)
+        if seed % 7 == 0:  # a scalar constant
+            b_stride, b_n = [0, 0, 0, 0], 1
+        name, op = OPS[seed % len(OPS)]
+        a = rand_int(rng, a_n, types.x, seed % 3 == 0)
+        b = rand_int(rng, b_n, types.x2, seed % 3 == 0)
+        if name == "div" and seed % 2:
+            b[rng.random(b.size) < 0.3] = 0  # division by zero
+        sa, sb, so = shifts_for(op, rng, types)
+        lo, hi = trange(types.y)
+        act = (0, hi) if seed % 5 == 1 else (lo, hi)
+        p = dict(op=op, shape=shape, a_stride=a_stride, b_stride=b_stride, shift_a=sa,
+                 shift_b=sb, shift_out=so, act_min=act[0], act_max=act[1])
+        cases.append(binary_case(types, a, b, p, mode, f"{name} seed={seed}"))
+    drivers[mode].check(cases)
+
+
+def binary_literal(a, b, p: dict, mode: str, out_bits: int) -> np.ndarray:
+    """The spec read literally: every output index, exact fractions."""
+    lo, hi = trange(out_bits)
+    out = []
+    name = {v: k for k, v in BINARY_OPS.items()}[p["op"]]
+    sa, sb, so = Fraction(2) ** p["shift_a"], Fraction(2) ** p["shift_b"], Fraction(2) ** p["shift_out"]
+    for idx in itertools.product(*[range(n) for n in p["shape"]]):
+        va = int(a[sum(i * s for i, s in zip(idx, p["a_stride"]))])
+        vb = int(b[sum(i * s for i, s in zip(idx, p["b_stride"]))])
+        if name == "div" and vb == 0:
+            r = hi if va > 0 else lo if va < 0 else 0
+        else:
+            v = {"add": va * sa + vb * sb, "sub": va * sa - vb * sb, "mul": Fraction(va * vb),
+                 "div": Fraction(va, vb) if vb else 0, "max": max(va * sa, vb * sb),
+                 "min": min(va * sa, vb * sb),
+                 "prelu": va * sa if va >= 0 else va * vb * sb}[name]
+            r = exact_round(v / so, mode)
+        out.append(min(max(r, p["act_min"], lo), p["act_max"], hi))
+    return np.array(out, DTYPE[out_bits])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(BINARY_TYPES)
+def test_binary_reference_matches_spec_literally(types, mode):
+    for seed in range(14):
+        rng = np.random.default_rng(7300 + seed)
+        shape = [int(rng.integers(1, 4)) for _ in range(4)]
+        a_stride, a_n = broadcast_layout(rng, shape)
+        b_stride, b_n = broadcast_layout(rng, shape)
+        name, op = OPS[seed % len(OPS)]
+        a, b = rand_int(rng, a_n, types.x, seed % 2 == 0), rand_int(rng, b_n, types.x2)
+        if name == "div":
+            b[0] = 0
+        sa, sb, so = shifts_for(op, rng, types)
+        lo, hi = trange(types.y)
+        p = dict(op=op, shape=shape, a_stride=a_stride, b_stride=b_stride, shift_a=sa,
+                 shift_b=sb, shift_out=so, act_min=lo, act_max=hi)
+        got = binary(a, b, **p, mode=mode, out_bits=types.y)
+        want = binary_literal(a, b, p, mode, types.y)
+        assert got.dtype == want.dtype and got.shape == tuple(shape)
+        assert np.array_equal(got.reshape(-1), want), f"{name} seed={seed}"
+
+
+def test_binary_reference_refuses_what_c_cannot_compute():
+    a = np.array([-32768, 32767], np.int16)
+    flat = dict(shape=[1, 1, 1, 2], a_stride=[0, 0, 0, 1], b_stride=[0, 0, 0, 1], act_min=-32768,
+                act_max=32767, mode="half_even")
+    with pytest.raises(OverflowError):  # prelu's a*b*2^shift_b beyond int64
+        binary(a, a, op=BINARY_OPS["prelu"], shift_a=0, shift_b=33, shift_out=0, **flat)
+    with pytest.raises(ValueError):  # alignment shifts are bounded
+        binary(a, a, op=BINARY_OPS["add"], shift_a=48, shift_b=0, shift_out=0, **flat)
+    with pytest.raises(OverflowError):
+        binary(a, a, op=BINARY_OPS["div"], shift_a=0, shift_b=0, shift_out=48, **flat)
+    with pytest.raises(ValueError):  # a stride beyond the operand
+        binary(a, a, op=0, shape=[1, 1, 1, 3], a_stride=[0, 0, 0, 1], b_stride=[0, 0, 0, 0],
+               shift_a=0, shift_b=0, shift_out=0, act_min=-32768, act_max=32767, mode="half_up")
+
+
+def test_binary_division_examples():
+    """Div rounds the exact quotient once: 7/2 -> 4 (half up) or 4 (half even: 3.5 -> 4),
+    5/2 -> 3 / 2, -5/2 -> -2 / -2, by zero saturates by the numerator's sign."""
+    a = np.array([7, 5, -5, 3, -3, 0, 1], np.int8)
+    b = np.array([2, 2, 2, 0, 0, 0, -2], np.int8)
+    p = dict(op=BINARY_OPS["div"], shape=[1, 1, 1, 7], a_stride=[0, 0, 0, 1],
+             b_stride=[0, 0, 0, 1], shift_a=0, shift_b=0, shift_out=0, act_min=-128, act_max=127)
+    assert binary(a, b, **p, mode="half_up").reshape(-1).tolist() == [4, 3, -2, 127, -128, 0, 0]
+    assert binary(a, b, **p, mode="half_even").reshape(-1).tolist() == [4, 2, -2, 127, -128, 0, 0]

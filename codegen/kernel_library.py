@@ -265,12 +265,15 @@ def _tokens(family: str, types: KernelTypes) -> dict[str, str]:
     return tok
 
 
-def instantiate(family: str, types: KernelTypes) -> str:
-    """The family's template with the type tokens of `types` substituted (includes dropped,
-    names still `rill_*`)."""
+def instantiate(family: str, types: KernelTypes, template: str | None = None) -> str:
+    """The family's template (or `template`, C written with the same tokens: the bench's
+    reference kernels) with the type tokens of `types` substituted (includes dropped, names
+    still `rill_*`)."""
     check_types(family, types)
     spec = FAMILIES[family]
-    src = _strip_includes((C_DIR / (spec.f32_file if types.x == F32 else spec.file)).read_text())
+    if template is None:
+        template = (C_DIR / (spec.f32_file if types.x == F32 else spec.file)).read_text()
+    src = _strip_includes(template)
     tok = _tokens(family, types)
 
     def sub(m: re.Match) -> str:

@@ -270,7 +270,7 @@ int {p}_selftest(void);
             return f"{fn}(&{names['params']}, {names['table']}, {ins[0]}, {out});"
         if step.op == "mask_frames":
             return f"{fn}({q['frames']}, {q['inner']}, {q['pad']}, {ins[1]}, {ins[0]}, {out});"
-        if step.op in ("avgpool1d", "transpose", "maxpool1d", "reduce"):
+        if step.op in ("avgpool1d", "transpose", "maxpool1d", "reduce", "pad"):
             return f"{fn}(&{names['params']}, {ins[0]}, {out});"
         if step.op == "lut":
             return f"{fn}({q['n']}, {q['frac_bits']}, {names['table']}, {ins[0]}, {out});"

@@ -75,6 +75,7 @@ FAMILIES: dict[str, Family] = {
     "gemm": Family("gemm.c", ("w", "acc"), f32_file="gemm_f32.c"),
     "add": Family("add.c", ("x2",), f32_file="add_f32.c"),
     "binary": Family("binary.c", ("x2",)),
+    "pad": Family("pad.c", same_xy=True),
     "avgpool1d": Family("avgpool1d.c", f32_file="avgpool1d_f32.c"),
     "maxpool1d": Family("maxpool1d.c", f32_file="maxpool1d_f32.c"),
     "reduce": Family("reduce.c", f32_file="reduce_f32.c"),

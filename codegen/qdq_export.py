@@ -28,6 +28,7 @@ from compiler.graph import to_runnable
 from runtime.reference.kernels import round_to_int
 
 INT16_OPSET = 21  # int16 QuantizeLinear / DequantizeLinear in the default domain
+PER_AXIS_OPSET = 13  # DequantizeLinear's `axis` (per-channel weights)
 INT16_IR_VERSION = 10
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm"}
 INT_TYPES = {8: np.int8, 16: np.int16}
@@ -88,6 +89,7 @@ def apply_qdq(model: onnx.ModelProto, plan: QDQPlan) -> onnx.ModelProto:
     """A copy of the float `model` with the plan's tensors and weights fake-quantized."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    raise_opset(out, PER_AXIS_OPSET)  # converted before the Q/DQ nodes go in
     builder = _QDQBuilder(out, plan)
     builder.quantize_weights()
     builder.wrap_activations()

@@ -77,7 +77,7 @@ WEIGHTED_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "ConvTranspo
 # Ops that move values without arithmetic: input and output share one exponent and one precision
 # (the streaming Concat of a state and its new frames included).
 PASSIVE_OPS = {"Reshape", "Flatten", "Slice", "Gather", "Transpose", "Squeeze", "Unsqueeze",
-               "Concat", "Identity", "MaskFrames", "MaxPool"}
+               "Concat", "Identity", "MaskFrames", "MaxPool", "Split", "Pad"}
 
 
 def tie_graph(graph: gs.Graph, facts: dict) -> nx.Graph:
@@ -96,7 +96,7 @@ def tie_graph(graph: gs.Graph, facts: dict) -> nx.Graph:
         data = node.inputs if node.op == "Concat" else node.inputs[:1]  # the rest: parameters
         soft = node.op == "Concat" and not any(t.name in states for t in node.inputs)
         for t in (t for t in data if not isinstance(t, gs.Constant)):
-            for o in node.outputs[:1]:
+            for o in node.outputs if node.op == "Split" else node.outputs[:1]:
                 ties.add_edge(t.name, o.name, concat=node.name if soft else None)
     for state in facts.get("streaming", {}).get("states", []):
         ties.add_edge(state.input, state.output, concat=None)

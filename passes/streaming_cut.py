@@ -27,7 +27,7 @@ import onnx_graphsurgeon as gs
 from compiler.context import CompileContext
 from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape, unique_name
-from compiler.op_attrs import set_explicit_pads, slice_spec, window_attrs
+from compiler.op_attrs import pad_spec, set_explicit_pads, slice_spec, window_attrs
 from compiler.pass_manager import Pass
 from compiler.rill_ops import RILL_DOMAIN
 from compiler.shapes import infer_shapes
@@ -356,6 +356,12 @@ class Cutter:
                 start = longest - use.frames
                 node.inputs[use.index] = self.frames(window, axis, start, start + c,
                                                      f"{node.name}/delay{use.index}")
+            elif use.kind == "trim":  # the frames it drops never reach the stream
+                open_slice_end(self.graph, node, axis)
+            elif use.kind == "pad":  # the padded frames come out of the state first
+                start = longest - use.frames
+                node.inputs[0] = self.frames(window, axis, start, start + c, f"{node.name}/pad")
+                strip_pad_along(self.graph, node, axis)
             elif node.op in ("Slice", "Gather"):
                 index_from_end(self.graph, node, axis, use.window)
                 node.inputs[0] = window
@@ -419,6 +425,26 @@ def strip_time_pads(node: gs.Node, axis: int) -> None:
     set_explicit_pads(node, pads)
 
 
+def open_slice_end(graph: gs.Graph, node: gs.Node, axis: int) -> None:
+    """A Slice that keeps every frame of a call along `axis` (its end was an offline count)."""
+    starts, ends, axes, steps = slice_spec(node)
+    ends[axes.index(axis)] = INT64_MAX
+    set_slice_params(graph, node, [starts, ends, axes, steps])
+
+
+def strip_pad_along(graph: gs.Graph, node: gs.Node, axis: int) -> None:
+    """Remove a Pad's padding along `axis` (every opset's form; pads for all axes after)."""
+    pads, _, _ = pad_spec(node)
+    rank = len(pads) // 2
+    pads[axis] = pads[axis + rank] = 0
+    if len(node.inputs) == 1:  # opset < 11: attributes
+        node.attrs["pads"] = pads
+        return
+    node.inputs[1] = gs.Constant(unique_name(graph, f"{node.name}/pads"), np.array(pads, np.int64))
+    while len(node.inputs) > 3:  # the `axes` input: the pads now cover every axis
+        del node.inputs[-1]
+
+
 def index_from_end(graph: gs.Graph, node: gs.Node, axis: int, frames: int) -> None:
     """Make a window head count from the end, so it reads the newest frames of any length."""
     if node.op == "Gather":
@@ -429,7 +455,11 @@ def index_from_end(graph: gs.Graph, node: gs.Node, axis: int, frames: int) -> No
     starts, ends, axes, steps = slice_spec(node)
     i = axes.index(axis)
     starts[i], ends[i] = -frames, INT64_MAX
-    params = [starts, ends, axes, steps]
+    set_slice_params(graph, node, [starts, ends, axes, steps])
+
+
+def set_slice_params(graph: gs.Graph, node: gs.Node, params: list[list[int]]) -> None:
+    """Give a Slice of any opset constant starts, ends, axes and steps inputs."""
     while len(node.inputs) > 1:
         del node.inputs[-1]
     for k, values in zip(("starts", "ends", "axes", "steps"), params):

@@ -22,7 +22,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from compiler.graph import const_value, node_label, static_shape
-from compiler.op_attrs import normalized_slice, slice_spec, window_attrs
+from compiler.op_attrs import normalized_slice, pad_spec, slice_spec, window_attrs
 
 FRAME_LOCAL_UNARY = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Silu", "HardSwish", "Gelu",
@@ -44,6 +44,9 @@ class TimeInfo:
     streamed: bool
     delay: int = 0  # stream frame j holds offline frame j - delay (streamed tensors)
     rate: Fraction = Fraction(1)  # frames of this tensor per frame of the model input
+    # offline frames after the newest streamed one: a Pad at the start of time makes the
+    # offline tensor longer than the stream, so a summary of its window would miss some
+    tail: int = 0
 
 
 @dataclass
@@ -54,7 +57,9 @@ class WindowUse:
     `skip` of them), "upsample" (ConvTranspose: reads `frames` past frames, then keeps the
     `stride`*CHUNK newest complete outputs), "window-head" (keeps the most recent `window`
     frames: x[..., -N:], x[..., -1], a reduction over time), "delay" (a delay line of `frames`
-    frames that aligns a branch with a later one).
+    frames that aligns a branch with a later one), "pad" (a constant Pad of `frames` frames at
+    the start of time: a delay line whose initial state is the pad value), "trim" (a Slice
+    that drops only the offline frames a Pad added at the end: every streamed frame passes).
     """
 
     node: gs.Node
@@ -132,6 +137,8 @@ class Rules:
             return self.conv_transpose(node, ins)
         if op == "Slice":
             return self.slice(node, ins)
+        if op == "Pad":
+            return self.pad(node, ins)
         if op == "Gather":
             return self.gather(node, ins)
         if op in REDUCE_OPS:
@@ -241,9 +248,10 @@ class Rules:
 
     def window_head(self, node: gs.Node, info: TimeInfo, frames: int) -> bool:
         """Record a summary of the most recent `frames` frames; False if it cannot stream."""
-        if info.delay:
-            self.fail(node, "summarizes the most recent frames of a delayed (look-ahead) "
-                            f"stream: its last call would miss {info.delay} frame(s)")
+        if info.delay or info.tail:
+            self.fail(node, "summarizes the most recent frames of a delayed (look-ahead or "
+                            "padded) stream: its last call would miss "
+                            f"{info.delay + info.tail} frame(s)")
             return False
         self.uses.append(WindowUse(node, 0, "window-head", window=frames))
         return True
@@ -262,6 +270,9 @@ class Rules:
         s, e, step = normalized_slice(starts[i], ends[i], steps[i], length)
         if (s, e, step) == (0, length, 1):
             return info
+        if (s, step) == (0, 1) and 0 < length - e <= info.tail:  # drops padded frames only
+            self.uses.append(WindowUse(node, 0, "trim"))
+            return replace(info, tail=info.tail - (length - e))
         if step != 1 or e != length:
             self.fail(node, "this Slice along time keeps frames other than the most recent ones "
                             "(only x[..., -N:] can be streamed)")
@@ -269,6 +280,34 @@ class Rules:
         if not self.window_head(node, info, e - s):
             return None
         return TimeInfo(info.axis, streamed=False)
+
+    def pad(self, node: gs.Node, ins):
+        """A constant Pad at the start of a streamed time axis is a delay line that starts at
+        the pad value; padding after the last frame (a stream has none), cropping frames, or
+        reflect/edge/wrap padding along time (they need frames before they arrive) cannot
+        stream. Padding of the other axes is frame-local."""
+        info = ins[0]
+        spec = pad_spec(node)
+        if spec is None:
+            self.fail(node, "Pad parameters are not constant")
+            return None
+        pads, value, mode = spec
+        rank = len(pads) // 2
+        lo, hi = pads[info.axis], pads[info.axis + rank]
+        if not info.streamed or lo == hi == 0:
+            return info
+        if mode != "constant":
+            self.fail(node, f"{mode} padding along the streamed time axis needs frames that have "
+                            "not arrived yet (pad only the other axes, or compile with --offline)")
+        elif hi or lo < 0:
+            self.fail(node, "pads after the last frame of the streamed time axis, or crops "
+                            "frames: a stream has no last frame (fold the padding into the conv "
+                            "after it, or compile with --offline)")
+        else:
+            self.uses.append(WindowUse(node, 0, "pad", frames=lo, init=value,
+                                       reads_padding=True))
+            return replace(info, tail=info.tail + lo)
+        return None
 
     def gather(self, node: gs.Node, ins):
         """`x[..., -1]` (Gather of the last frame) is a one-frame window head."""

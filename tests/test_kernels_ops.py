@@ -1,4 +1,4 @@
-"""The kernels of the broadcasting and layout ops (binary; runtime/c templates instantiated per
+"""The kernels of the broadcasting and layout ops (binary, pad; runtime/c templates instantiated per
 type variant) against the Python integer reference bit for bit in both rounding modes, for int8,
 int16 and mixed operands, at edge values (type extremes, rounding ties, division by zero,
 saturation, every broadcast pattern), and the reference against the spec (runtime/KERNELS.md)
@@ -23,6 +23,7 @@ from c_drivers import MODES, build_drivers, dispatch_source, exact_round, record
 from codegen.kernel_library import KernelTypes, variant_suffix
 from runtime.reference import kernels as ref
 from runtime.reference.binary import BINARY_OPS, binary
+from runtime.reference.pad import PAD_MODES, pad
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER_SRC = ROOT / "tests" / "c" / "kernel_driver.c"
@@ -30,7 +31,8 @@ CC = os.environ.get("CC", "gcc")
 T = KernelTypes
 DTYPE = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
 BINARY_TYPES = [T(x, y, x2=b) for x, b, y in itertools.product((8, 16), repeat=3)]
-TESTED = [("binary", t) for t in BINARY_TYPES]
+PAD_TYPES = [T(8, 8), T(16, 16)]
+TESTED = [("binary", t) for t in BINARY_TYPES] + [("pad", t) for t in PAD_TYPES]
 DISPATCH, VARIANT_OP = dispatch_source(TESTED)
 
 pytestmark = pytest.mark.skipif(shutil.which(CC) is None, reason=f"no C compiler ({CC})")
@@ -270,3 +272,68 @@ def test_binary_division_examples():
              b_stride=[0, 0, 0, 1], shift_a=0, shift_b=0, shift_out=0, act_min=-128, act_max=127)
     assert binary(a, b, **p, mode="half_up").reshape(-1).tolist() == [4, 3, -2, 127, -128, 0, 0]
     assert binary(a, b, **p, mode="half_even").reshape(-1).tolist() == [4, 2, -2, 127, -128, 0, 0]
+
+
+# ---------------------------------------------------------------------------------- pad
+
+PAD_NAMES = {v: k for k, v in PAD_MODES.items()}
+
+
+def pad_case(t: KernelTypes, x, p: dict, desc: str = "") -> tuple:
+    want = pad(x, **p)
+    return (f"pad_{variant_suffix(t)} {desc} {p}", ("pad", t), flat_params("pad", p), [x], want)
+
+
+def pad_params(rng, bits: int, mode: int, crop: bool = False) -> dict:
+    shape = [int(rng.integers(1, 5)) for _ in range(4)]
+    lo, hi = [], []
+    for n in shape:
+        top = 3 * n + 1  # beyond the axis length: repeated reflections and wraps
+        a, b = (int(rng.integers(0, top + 1)) for _ in range(2))
+        if crop and rng.random() < 0.5:  # negative pads crop (what a Slice lowers to)
+            a, b = -int(rng.integers(0, n)), 0
+            b = -int(rng.integers(0, n + a)) if n + a > 0 else 0
+        lo.append(a)
+        hi.append(b)
+    value = int(rand_int(rng, 1, bits, rng.random() < 0.3)[0])
+    return dict(mode=mode, value=value if mode == PAD_MODES["constant"] else 0,
+                in_shape=shape, pad_lo=lo, pad_hi=hi)
+
+
+@types_param(PAD_TYPES)
+def test_pad(drivers, types):
+    """Every mode at random shapes and pads (reflect up to the longest pad numpy allows, wrap
+    and edge beyond the axis length), negative pads that crop, empty results, extreme values
+    (the kernel does no arithmetic: both rounding modes run the same code)."""
+    cases = []
+    for seed in range(80):
+        rng = np.random.default_rng(7400 + seed)
+        mode = seed % 4
+        p = pad_params(rng, types.x, mode, crop=mode == PAD_MODES["constant"] and seed % 8 == 0)
+        x = rand_int(rng, int(np.prod(p["in_shape"])), types.x, seed % 3 == 0)
+        cases.append(pad_case(types, x, p, f"{PAD_NAMES[mode]} seed={seed}"))
+    for mode in MODES:
+        drivers[mode].check(cases)
+
+
+@pytest.mark.parametrize("mode", list(PAD_MODES))
+def test_pad_reference_is_numpy_pad(mode):
+    """The reference equals numpy's pad in ONNX's four modes (numpy 'symmetric' is not one:
+    ONNX reflect does not repeat the edge) for non-negative pads."""
+    np_mode = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
+    for seed in range(40):
+        rng = np.random.default_rng(7500 + seed)
+        p = pad_params(rng, 16, PAD_MODES[mode])
+        x = rand_int(rng, p["in_shape"], 16)
+        widths = list(zip(p["pad_lo"], p["pad_hi"]))
+        kw = {"constant_values": p["value"]} if mode == "constant" else {}
+        want = np.pad(x, widths, mode=np_mode, **kw)
+        np.testing.assert_array_equal(pad(x, **p), want)
+
+
+def test_pad_crop_is_a_slice():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.int16).reshape(2, 3, 4, 5)
+    y = pad(x, mode=0, value=0, in_shape=[2, 3, 4, 5], pad_lo=[0, -1, 0, -2], pad_hi=[0, 0, -1, -1])
+    np.testing.assert_array_equal(y, x[:, 1:, :3, 2:4])
+    with pytest.raises(ValueError):  # the value must fit the type
+        pad(x, mode=0, value=40000, in_shape=[2, 3, 4, 5], pad_lo=[0] * 4, pad_hi=[0] * 4)

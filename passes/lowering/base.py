@@ -24,7 +24,7 @@ OP_METHODS: dict[str, str] = {
     "Add": "add", "Sub": "arithmetic", "Mul": "arithmetic", "Div": "arithmetic",
     "Max": "arithmetic", "Min": "arithmetic", "PRelu": "arithmetic",
     "AveragePool": "avgpool", "MaxPool": "maxpool",
-    "Concat": "concat", "Slice": "slice", "Gather": "gather",
+    "Concat": "concat", "Slice": "slice", "Gather": "gather", "Split": "split", "Pad": "pad",
     "Flatten": "reshape", "Reshape": "reshape", "Squeeze": "reshape",
     "Unsqueeze": "reshape", "Transpose": "transpose", "Identity": "identity",
     "ReduceMean": "reduce", "ReduceMax": "reduce", "ReduceSum": "reduce",

@@ -73,13 +73,43 @@ class MovementOps:
         shape = static_shape(x)
         ranges = {a: normalized_slice(s, e, st, shape[a]) for s, e, a, st in zip(starts, ends, axes, steps)}
         cut = [a for a, (s, e, st) in ranges.items() if (s, e, st) != (0, shape[a], 1)]
-        if len(cut) > 1 or (cut and (ranges[cut[0]][2] != 1 or not self.outer_axis(x, cut[0]))):
-            raise RillError(f"{node_label(node)}: only contiguous slices along the outermost stored "
-                            "axis are supported yet")
+        if any(ranges[a][2] != 1 for a in cut):
+            raise RillError(f"{node_label(node)}: only Slices with step 1 are supported")
+        if len(cut) > 1 or (cut and not self.outer_axis(x, cut[0])):
+            if not hasattr(self, "crop"):  # the float32 lowering has no pad kernel yet
+                raise RillError(f"{node_label(node)}: only contiguous slices along the "
+                                f"outermost stored axis are supported in {self.precision}")
+            return self.crop(node, {a: ranges[a] for a in cut})
         inner = int(np.prod(static_shape(y))) // (static_shape(y)[cut[0]] if cut else 1)
         start = ranges[cut[0]][0] * inner if cut else 0
         self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
                   dict(src_offset=start, dst_offset=0, count=int(np.prod(static_shape(y)))))
+
+    def split(self, node: gs.Node) -> None:
+        """Each output is a block of the input along the split axis: one (strided) copy each.
+        The sizes are the outputs' shapes, so every opset's form (the `split` attribute or
+        input, `num_outputs`, equal parts) is read the same way."""
+        x = node.inputs[0]
+        shape = static_shape(x)
+        axis = int(node.attrs.get("axis", 0)) % len(shape)
+        perm = self.perm(x)
+        stored = [shape[a] for a in perm]
+        pos = perm.index(axis)
+        blocks = int(np.prod(stored[:pos], dtype=np.int64))
+        inner = int(np.prod(stored[pos + 1:], dtype=np.int64))
+        start = 0
+        for out in node.outputs:
+            n = static_shape(out)[axis]
+            if out.name and (out.outputs or out in self.graph.outputs):
+                if self.perm(out) != perm:
+                    raise RillError(f"{node_label(node)}: output '{out.name}' is stored in "
+                                    "another layout than the input")
+                params = dict(src_offset=start * inner, dst_offset=0, count=n * inner)
+                if blocks > 1:  # e.g. channels of a time-major [T][C] tensor: one row per frame
+                    params.update(blocks=blocks, src_stride=shape[axis] * inner,
+                                  dst_stride=n * inner)
+                self.emit(node, "copy", [self.buffer(x)], [self.buffer(out)], params)
+            start += n
 
     def gather(self, node: gs.Node) -> None:
         """One index along the outermost stored axis: a contiguous copy."""

@@ -149,4 +149,17 @@ typedef struct {
 #define RILL_BINARY_MIN 5
 #define RILL_BINARY_PRELU 6
 
+typedef struct {
+    int32_t mode;  /* RILL_PAD_CONSTANT, _REFLECT, _EDGE or _WRAP */
+    int32_t value; /* the constant (a value of the type) */
+    int32_t in_shape[4];
+    int32_t pad_lo[4]; /* elements added before each dim (negative: cropped) */
+    int32_t pad_hi[4]; /* ... after it */
+} rill_pad_params_t;
+
+#define RILL_PAD_CONSTANT 0
+#define RILL_PAD_REFLECT 1
+#define RILL_PAD_EDGE 2
+#define RILL_PAD_WRAP 3
+
 #endif /* RILL_KERNELS_H */

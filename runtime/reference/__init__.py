@@ -1,5 +1,6 @@
 """Bit-exact Python integer reference of the Rill C kernels (see runtime/KERNELS.md)."""
 from .binary import BINARY_OPS, binary
+from .pad import PAD_MODES, pad
 from .kernels import (
     PARAMS_FIELDS,
     REDUCE_MAX,
@@ -29,6 +30,8 @@ from .kernels import (
 )
 
 __all__ = [
+    "PAD_MODES",
+    "pad",
     "BINARY_OPS",
     "binary",
     "PARAMS_FIELDS",

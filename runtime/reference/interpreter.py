@@ -9,6 +9,7 @@ import numpy as np
 from runtime.ir import Program, Step
 from runtime.reference import f32 as F
 from runtime.reference.binary import binary
+from runtime.reference.pad import pad
 from runtime.reference import kernels as K
 from runtime.reference import recurrent as R
 
@@ -106,6 +107,8 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
         y = getattr(K, family)(ins[0], mode=mode, **kw)
     elif family == "add":
         y = K.add(ins[0], ins[1], mode=mode, **kw)
+    elif family == "pad":
+        y = pad(ins[0], **kw)
     elif family == "binary":
         y = binary(*_operands(step, ins), mode=mode, **kw)
     elif family == "lut":

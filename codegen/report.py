@@ -11,6 +11,11 @@ from runtime.ir import Program
 from runtime.reference.f32 import TOLERANCE
 
 
+def _stored_axis(info) -> int | None:
+    """The ONNX axis a buffer stores first (after batch), as physical_perm moves it."""
+    return info.axis if info is not None and info.axis > 1 else None
+
+
 def _finite(x: float) -> float | None:
     return round(x, 2) if math.isfinite(x) else None
 
@@ -110,7 +115,10 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
                    "elems_per_call": iface.output_elems, "per_frame": iface.per_frame_output,
                    "shape_per_call": [int(d) for d in layout.output_shape],
                    "time_axis": layout.output_info.axis if iface.per_frame_output else None,
-                   "stored_shape": list(program.buffers[program.outputs[0]].shape)},
+                   "stored_shape": list(program.buffers[program.outputs[0]].shape),
+                   # the buffer is time-major along this ONNX axis (offline and summary
+                   # outputs too), None: stored in ONNX order
+                   "stored_time_axis": _stored_axis(layout.output_info)},
         "states": states,
     }
     quantized = {} if program.is_float else {

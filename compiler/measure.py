@@ -23,7 +23,8 @@ def run_c_float(component: Path, name: str, report: dict, xs: np.ndarray, work: 
     exe = build_host(component, name, work)
     axis, chunk = report["time_axis"], report["chunk_frames"]
     out = report["output"]
-    out_info = TimeInfo(out["time_axis"], True) if out["per_frame"] else None
+    stored = out.get("stored_time_axis", out["time_axis"] if out["per_frame"] else None)
+    out_info = TimeInfo(stored, True) if stored is not None else None
     results = []
     for x in xs:
         calls = np.stack([to_physical(c, TimeInfo(axis, True)) for c in chunks(x, axis, chunk)])

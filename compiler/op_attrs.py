@@ -152,6 +152,10 @@ def recurrent_weights(node: gs.Node) -> tuple[np.ndarray, np.ndarray, np.ndarray
     w, r = (const_value(node.inputs[i]) for i in (1, 2))
     if w is None or r is None or w.shape[0] != 1:
         raise RillError(f"{where}: needs constant weights and one direction")
+    x_shape = static_shape(node.inputs[0])
+    if x_shape is None or len(x_shape) != 3 or x_shape[1] != 1:
+        raise RillError(f"{where}: input X has shape {x_shape}; the kernels run one sequence "
+                        "[T, 1, I] (batch 1)")
     if len(node.inputs) > 4 and node.inputs[4].name:
         lens = const_value(node.inputs[4])
         frames = (static_shape(node.inputs[0]) or [None])[0]

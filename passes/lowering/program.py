@@ -7,7 +7,7 @@ from passes.lowering.base import LoweringBase
 from passes.streaming_cut import analyze, resolve_time_axis, state_input_names, state_specs, \
     time_series_input
 from passes.time_analysis import TimeInfo
-from runtime.ir import Program, StatePair
+from runtime.ir import Buffer, Program, StatePair, Step
 
 
 def lower_graph(ctx: CompileContext, low: LoweringBase) -> Program:
@@ -33,7 +33,7 @@ def lower_graph(ctx: CompileContext, low: LoweringBase) -> Program:
             low.update_model_state(graph.tensors()[s.input], graph.tensors()[s.output])
     outputs = [o for o in graph.outputs if all(o.name != s.onnx_output for s in states)]
     for o in outputs:
-        low.buffers[low.buffer(o)].role = "output"
+        output_buffer(low, o)
     program = Program(low.buffers, low.steps, [x.name], [o.name for o in outputs], states,
                       ctx.options.target.rounding)
     ctx.facts["program"] = program
@@ -41,6 +41,20 @@ def lower_graph(ctx: CompileContext, low: LoweringBase) -> Program:
     ctx.facts["time_axis"] = resolve_time_axis(graph, ctx.options.time_axis,
                                                state_input_names(ctx.facts))
     return program
+
+
+def output_buffer(low: LoweringBase, o) -> None:
+    """Mark the buffer of graph output `o` as the output. A tensor that is another buffer
+    (a GRU/LSTM's Y_h or Y_c is the h/c state or cell it updates) is copied into a buffer of
+    its own at the end of the call: the state stays in `<name>_t`, the output in `out`."""
+    name = low.buffer(o)
+    if name == o.name:
+        low.buffers[name].role = "output"
+        return
+    src = low.buffers[name]
+    low.buffers[o.name] = Buffer(o.name, src.shape, src.dtype, src.exp, "output")
+    low.steps.append(Step("copy", [name], [o.name], dict(src_offset=0, dst_offset=0,
+                                                         count=src.size), name=o.name))
 
 
 def stored_time_info(ctx: CompileContext) -> dict[str, TimeInfo]:

@@ -8,7 +8,7 @@ import numpy as np
 from codegen.kernel_library import (F32, function_name, kernel_header, kernel_sources,
                                     kernel_types, params_struct, program_variants,
                                     quantize_names)
-from codegen.memory_plan import ArenaPlan
+from codegen.memory import MemoryPlan
 from codegen.names import c_identifier, comment
 from runtime.ir import Program, Step
 from runtime.reference.f32 import FLOAT_FIELDS, TOLERANCE
@@ -73,19 +73,24 @@ def _offset(pointer: str, offset: int) -> str:
 
 
 class SourceWriter:
-    def __init__(self, program: Program, plan: ArenaPlan, iface: ModelInterface):
+    def __init__(self, program: Program, plan: MemoryPlan, iface: ModelInterface):
         self.p, self.plan, self.iface = program, plan, iface
         self.prefix = iface.name
         self.used: set[str] = set()
-        self.state_members = {s.buffer: c_identifier(f"state_{s.onnx_input}", self.used)
-                              for s in program.states}
+        # one member of <name>_t per state root (a state pair's buffer, or the window holding
+        # it in front of the call's new frames), named after the pair
+        self.state_members: dict[str, str] = {}
+        for s in program.states:
+            root = program.root(s.buffer)[0]
+            if root not in self.state_members:
+                self.state_members[root] = c_identifier(f"state_{s.onnx_input}", self.used)
 
     # -- public header -----------------------------------------------------------------------
     def header(self) -> str:
         i, P, p = self.iface, self.prefix.upper(), self.prefix
         members = "\n".join(
             f"    {C_TYPES[self.p.buffers[b].dtype]} {m}[{self.p.buffers[b].size}] {P}_ALIGN16; "
-            f"/* kept between calls: {comment(b)} */" for b, m in self.state_members.items())
+            f"/* {self.member_comment(b)} */" for b, m in self.state_members.items())
         if not members:
             members = "    int8_t unused; /* this model keeps no state between calls */"
         latency = (f"{i.latency_frames} output frames of pre-roll; feed {i.latency_frames} "
@@ -95,10 +100,16 @@ class SourceWriter:
  *
  * Buffers are time-major: frame after frame, all values of one frame contiguous.
  * Latency: {latency}.
- * Build option: define {P}_CALLER_ARENA to give each instance its own scratch arena
- * (set m->arena to {P}_ARENA_BYTES bytes aligned to 16 after {p}_init), e.g. to run two
- * instances on both cores; define {P}_ARENA_ATTR (e.g. EXT_RAM_BSS_ATTR) to place the
- * built-in arena in PSRAM.
+ * RAM: {p}_t holds the state of one stream ({P}_STATE_BYTES bytes of kept frames, plus the
+ * new frames each streaming window keeps right behind them); the scratch arena
+ * ({P}_ARENA_BYTES bytes) is shared by the calls.
+ * Build options:
+ * - {P}_CALLER_ARENA: give each instance its own scratch arena (set m->arena to
+ *   {P}_ARENA_BYTES bytes aligned to 16 after {p}_init), e.g. to run two instances
+ *   concurrently on both cores;
+ * - {P}_ARENA_ATTR: an attribute for the built-in arena, e.g. EXT_RAM_BSS_ATTR to place it
+ *   in PSRAM (defined only inside ESP-IDF, by esp_attr.h; needs
+ *   CONFIG_SPIRAM_ALLOW_BSS_SEG_EXTERNAL_MEMORY).
  */
 #ifndef {P}_H
 #define {P}_H
@@ -154,6 +165,14 @@ int {p}_selftest(void);
 #endif /* {P}_H */
 """
 
+    def member_comment(self, root: str) -> str:
+        kept = [s for s in self.p.states if self.p.root(s.buffer)[0] == root]
+        held = sum(self.p.buffers[s.buffer].size for s in kept)
+        text = f"kept between calls: {comment(', '.join(s.onnx_input for s in kept))}"
+        if held < self.p.buffers[root].size:
+            text += f" ({held} values), then the call's new frames"
+        return text
+
     def bits(self, buffer: str) -> int:
         return np.dtype(self.p.buffers[buffer].dtype).itemsize * 8
 
@@ -200,16 +219,31 @@ int {p}_selftest(void);
 
     # -- model source ------------------------------------------------------------------------
     def pointer(self, name: str) -> str:
-        role = self.p.buffers[name].role
+        """Where `name` starts, from the memory plan: the arena, `in`, `out` or a state member
+        (a view or an in-place buffer may start inside one)."""
+        space, anchor, offset = self.plan.places[name]
         ctype = C_TYPES[self.p.buffers[name].dtype]
-        if role == "input":
-            return "in"
-        if role == "output":
-            return "out"
-        if role == "state":
-            return f"m->{self.state_members[name]}"
-        offset = self.plan.offsets[name]
-        return f"arena + {offset}" if ctype == "int8_t" else f"({ctype} *)(arena + {offset})"
+        if space == "arena":
+            return f"arena + {offset}" if ctype == "int8_t" else f"({ctype} *)(arena + {offset})"
+        base = {"input": "in", "output": "out"}.get(space) or f"m->{self.state_members[anchor]}"
+        const = "const " if space == "input" else ""
+        size = np.dtype(self.p.buffers[name].dtype).itemsize
+        if self.p.buffers[anchor].dtype == self.p.buffers[name].dtype:
+            return _offset(base, offset // size)
+        return f"({const}{ctype} *)({const}int8_t *){base}" if not offset else \
+            f"({const}{ctype} *)(({const}int8_t *){base} + {offset})"
+
+    def overlaps(self, step: Step) -> bool:
+        """Whether a copy's source and destination bytes overlap in the plan (memmove)."""
+        from codegen.memory_check import accesses
+        reads, writes = accesses(step, self.p)
+        spans = []
+        for name, lo, hi in reads + writes:
+            space, anchor, offset = self.plan.places[name]
+            size = np.dtype(self.p.buffers[name].dtype).itemsize
+            spans.append((space, anchor, offset + lo * size, offset + hi * size))
+        return any(a[:2] == b[:2] and a[2] < b[3] and b[2] < a[3]
+                   for a in spans[:len(reads)] for b in spans[len(reads):])
 
     def step_constants(self, index: int, step: Step) -> tuple[str, dict[str, str]]:
         base = c_identifier(f"l{index}_{step.name or step.op}", self.used)
@@ -239,11 +273,12 @@ int {p}_selftest(void);
             dst = _offset(out, q["dst_offset"])
             size = np.dtype(self.p.buffers[step.outputs[0]].dtype).itemsize
             count = q["count"] if size == 1 else f"{q['count']} * {size}"  # offsets: elements
+            move = "memmove" if self.overlaps(step) else "memcpy"
             if q.get("blocks", 1) > 1:
                 return (f"for (i = 0; i < {q['blocks']}; ++i) {{\n"
-                        f"        memcpy({dst} + i * {q['dst_stride']}, {src} + i * {q['src_stride']}, "
+                        f"        {move}({dst} + i * {q['dst_stride']}, {src} + i * {q['src_stride']}, "
                         f"{count});\n    }}")
-            return f"memcpy({dst}, {src}, {count});"
+            return f"{move}({dst}, {src}, {count});"
         if step.op == "fill":
             size = np.dtype(self.p.buffers[step.outputs[0]].dtype).itemsize
             return (f"memcpy({_offset(out, step.params['dst_offset'])}, {names['values']}, "
@@ -369,16 +404,22 @@ int {p}_run_f32({p}_t *m, const float *in, float *out)
 
     def state_inits(self) -> str:
         """`init` statements: each state set to its initial value (a memset where every byte
-        is equal: zeros, any int8 value; else a loop over the elements)."""
+        is equal: zeros, any int8 value; else a loop over the elements). A window's state is
+        the front of its member; the memset covers the new frames behind it too (every call
+        writes them before reading)."""
         lines, loop = [], False
         for s in self.p.states:
-            member, buf = self.state_members[s.buffer], self.p.buffers[s.buffer]
+            root, offset = self.p.root(s.buffer)
+            member, buf = f"m->{self.state_members[root]}", self.p.buffers[s.buffer]
             if s.init == 0 or buf.dtype == "int8":
-                lines.append(f"    memset(m->{member}, {int(s.init)}, sizeof(m->{member}));")
+                lines.append(f"    memset({member}, {int(s.init)}, sizeof({member}));" if not offset
+                             else f"    memset({_offset(member, offset)}, {int(s.init)}, "
+                                  f"sizeof({member}) - {offset * buf.nbytes // buf.size});")
                 continue
             value = c_float(s.init) if buf.is_float else str(int(s.init))
+            index = f"{offset} + i" if offset else "i"
             lines.append(f"    for (i = 0; i < {buf.size}; ++i) {{\n"
-                         f"        m->{member}[i] = {value};\n    }}")
+                         f"        {member}[{index}] = {value};\n    }}")
             loop = True
         return ("    int32_t i;\n" if loop else "") + "\n".join(lines)
 

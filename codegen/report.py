@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from codegen.emit_c import ModelInterface
-from codegen.memory_plan import ArenaPlan
+from codegen.memory import MemoryPlan, copy_stats
 from runtime.ir import Program
 from runtime.reference.f32 import TOLERANCE
 
@@ -77,7 +77,7 @@ def _float_row(program: Program, step, errors: dict[str, float]) -> dict:
     }
 
 
-def build_report(*, name: str, target: str, bits: int, program: Program, plan: ArenaPlan,
+def build_report(*, name: str, target: str, bits: int, program: Program, plan: MemoryPlan,
                  iface: ModelInterface, snr: float | None, layer_snr: dict[str, float],
                  offline: bool, states: list[dict], time_axis: int, layout,
                  warnings: list[str], verification: dict, passes: list[dict],
@@ -88,6 +88,7 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
     """report.json. A float32 program has no SNR (`snr_db` null) and no quantization sections;
     it reports its max abs error against onnxruntime instead (the C's when it was verified)."""
     layers = layer_rows(program, layer_snr)
+    copies, copied = copy_stats(program)
     head = {
         "name": name, "target": target, "bits": bits, "rounding": program.rounding,
         "mode": "offline" if offline else "streaming",
@@ -99,6 +100,10 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: A
         "arena_bytes": plan.arena_bytes,
         "arena_lower_bound_bytes": plan.lower_bound_bytes,
         "arena_strategy": plan.strategy,
+        "instance_bytes": program.instance_bytes,
+        "copies_per_call": copies,
+        "copied_bytes_per_call": copied,
+        "inplace_steps": len(plan.inplace),
         "snr_db": None if snr is None else _finite(snr),
     }
     if program.is_float:
@@ -153,9 +158,12 @@ def markdown(report: dict) -> str:
              f"latency {r['latency_frames']} frame(s)",
              accuracy,
              f"- MACs per call: {r['macs_per_call']:,}",
-             f"- weights (flash): {r['weight_bytes']:,} B; state: {r['state_bytes']:,} B; "
+             f"- weights (flash): {r['weight_bytes']:,} B; state: {r['state_bytes']:,} B "
+             f"(`<name>_t`: {r['instance_bytes']:,} B); "
              f"scratch arena: {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound_bytes']:,} B, "
-             f"{r['arena_strategy']})", ""]
+             f"{r['arena_strategy']})",
+             f"- data movement per call: {r['copies_per_call']} copies/fills "
+             f"({r['copied_bytes_per_call']:,} B); {r['inplace_steps']} step(s) in place", ""]
     if r["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in r["warnings"]] + [""]
     lines += _float_layers(r) if float32 else _quantized_layers(r)

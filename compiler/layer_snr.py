@@ -35,10 +35,11 @@ def _trace_calls(program: Program, layout: StreamLayout, x: np.ndarray,
 
 
 def _compared(program: Program, model: onnx.ModelProto, shapes: dict) -> list[str]:
-    """The scratch/output tensors of the program that the model also produces."""
+    """The scratch/output tensors (and views of them) of the program that the model also
+    produces."""
     produced = {o for node in model.graph.node for o in node.output}
     return [n for n, b in program.buffers.items()
-            if b.role in ("scratch", "output") and n in shapes and n in produced]
+            if b.role in ("scratch", "output", "view") and n in shapes and n in produced]
 
 
 def layer_snr(program: Program, layout: StreamLayout, offline_model: onnx.ModelProto,

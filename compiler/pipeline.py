@@ -368,7 +368,7 @@ def state_rows(program, stream) -> list[dict]:
 
 
 def check_memory_fits(program, plan, options: Options) -> None:
-    state = program.state_bytes
+    state = program.instance_bytes  # the kept frames plus the windows' new frames
     budget = options.ram_budget or options.target.internal_ram_bytes
     if state + plan.arena_bytes > budget:
         raise RillError(

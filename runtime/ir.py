@@ -8,6 +8,12 @@ the reference and the C code index memory the same way.
 A buffer holds integers (int8/int16/int32: real value = q * 2^exp, a quantized program) or float32
 values (`exp` None: the value is the real value, a `--bits 32` program). Kernel steps of a float
 program run the float32 variants of the same kernel families (runtime/KERNELS.md).
+
+A buffer may be a *view*: its elements are a contiguous run of another buffer's (a reshape, a
+slice of the outermost stored axis, an input's slot inside a Concat, the new frames behind a
+streaming window's state). Views remove copies; the reference and the C both execute them, so
+they agree byte for byte. Buffers that are not views are *roots*: the arena plan places the
+scratch ones, the state ones live in `<name>_t`.
 """
 from __future__ import annotations
 
@@ -27,7 +33,9 @@ class Buffer:
     shape: tuple[int, ...]
     dtype: str  # "int8" | "int16" | "int32" | "float32"
     exp: int | None  # real value = q * 2**exp; None for float32 (the value is the real value)
-    role: str  # "input" | "output" | "state" | "scratch"
+    role: str  # "input" | "output" | "state" | "scratch" | "view"
+    view_of: str | None = None  # role "view": the buffer whose elements these are
+    offset: int = 0  # role "view": the first element inside `view_of` (same dtype)
 
     @property
     def is_float(self) -> bool:
@@ -87,6 +95,14 @@ class Program:
     def buffer(self, name: str) -> Buffer:
         return self.buffers[name]
 
+    def root(self, name: str) -> tuple[str, int]:
+        """The root buffer holding `name`'s elements and the element where they start."""
+        offset = 0
+        while self.buffers[name].view_of is not None:
+            offset += self.buffers[name].offset
+            name = self.buffers[name].view_of
+        return name, offset
+
     @property
     def is_float(self) -> bool:
         """A float32 program (`--bits 32`): its input and output hold float values."""
@@ -104,5 +120,7 @@ class Program:
 
     @property
     def instance_bytes(self) -> int:
-        """Bytes of the state buffers in `<name>_t` (what one stream keeps besides the arena)."""
-        return sum(b.nbytes for b in self.buffers.values() if b.role == "state")
+        """Bytes of `<name>_t`: its state buffers, each 16-byte aligned (the state pairs, and the
+        new frames each streaming window keeps right behind its state): what one stream needs
+        besides the arena."""
+        return sum(-(-b.nbytes // 16) * 16 for b in self.buffers.values() if b.role == "state")

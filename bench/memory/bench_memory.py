@@ -7,7 +7,8 @@ one row per (model, bits):
 - `arena` / `lower`: `arena_bytes` and `arena_lower_bound_bytes` of report.json (contract §4),
   and their ratio (the goal: <= 1.05 on every model);
 - `state` / `inst`: `state_bytes` (the frames kept between calls) and the bytes of `<name>_t`
-  (state plus the new frames that streaming windows keep behind it);
+  (state plus the new frames that streaming windows keep behind it); `RAM` = inst + arena, what
+  one stream needs;
 - `copies` / `copied`: copy and fill steps per call and the bytes they move (memcpy/memmove);
 - `MACs`: multiply-accumulates per call (unchanged by memory planning).
 
@@ -78,6 +79,10 @@ class Row:
     copied_bytes: int
     macs: int
     strategy: str
+
+    @property
+    def ram(self) -> int:
+        return self.instance_bytes + self.arena_bytes
 
     @property
     def ratio(self) -> float:
@@ -167,28 +172,45 @@ def measure(program: Program, case: str, bits: int) -> Row:
                plan.strategy)
 
 
-def table(rows: list[Row]) -> str:
-    head = (f"{'model':<24} {'bits':>4} {'arena':>8} {'lower':>8} {'ratio':>6} {'state':>7} "
-            f"{'inst':>7} {'copies':>6} {'copied':>7} {'MACs':>9}  strategy")
+def table(rows: list[Row], before: dict[tuple[str, int], dict] | None = None) -> str:
+    """One line per row; with `before` (rows of an earlier --json), "was" columns too."""
+    was = (lambda r, k: f"{before[(r.case, r.bits)][k]:>7}" if (r.case, r.bits) in before
+           else f"{'-':>7}") if before else None
+    head = (f"{'model':<24} {'bits':>4} {'arena':>7} {'lower':>7} {'ratio':>6} {'state':>6} "
+            f"{'inst':>6} {'RAM':>6} {'copies':>6} {'copied':>6} {'MACs':>8}")
+    if was:
+        head += f" | {'arena<':>7} {'RAM<':>7} {'copies<':>7} {'copied<':>7} {'MACs<':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.case:<24} {r.bits:>4} {r.arena_bytes:>8} {r.lower_bound_bytes:>8} "
-                     f"{r.ratio:>6.3f} {r.state_bytes:>7} {r.instance_bytes:>7} {r.copies:>6} "
-                     f"{r.copied_bytes:>7} {r.macs:>9}  {r.strategy}")
+        line = (f"{r.case:<24} {r.bits:>4} {r.arena_bytes:>7} {r.lower_bound_bytes:>7} "
+                f"{r.ratio:>6.3f} {r.state_bytes:>6} {r.instance_bytes:>6} {r.ram:>6} "
+                f"{r.copies:>6} {r.copied_bytes:>6} {r.macs:>8}")
+        if was:
+            line += (f" | {was(r, 'arena_bytes')} {was(r, 'ram')} {was(r, 'copies')} "
+                     f"{was(r, 'copied_bytes')} {was(r, 'macs'):>8}")
+        lines.append(line)
     worst = max(rows, key=lambda r: r.ratio)
     lines.append("-" * len(head))
     lines.append(f"{len(rows)} compiles; worst arena/lower bound {worst.ratio:.3f} ({worst.case}, "
-                 f"int{worst.bits}); total arena {sum(r.arena_bytes for r in rows)} B, lower "
-                 f"bound {sum(r.lower_bound_bytes for r in rows)} B, "
-                 f"{sum(r.copies for r in rows)} copies moving {sum(r.copied_bytes for r in rows)} B")
+                 f"{worst.bits} bits); totals: arena {sum(r.arena_bytes for r in rows)} B, lower "
+                 f"bound {sum(r.lower_bound_bytes for r in rows)} B, RAM "
+                 f"{sum(r.ram for r in rows)} B, {sum(r.copies for r in rows)} copies moving "
+                 f"{sum(r.copied_bytes for r in rows)} B")
+    if before:
+        old = [before[(r.case, r.bits)] for r in rows if (r.case, r.bits) in before]
+        lines.append(f"before (<): arena {sum(o['arena_bytes'] for o in old)} B, RAM "
+                     f"{sum(o['ram'] for o in old)} B, {sum(o['copies'] for o in old)} copies "
+                     f"moving {sum(o['copied_bytes'] for o in old)} B")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=None, help="comma-separated case names (default: all)")
-    ap.add_argument("--bits", default="8,16", help="comma-separated: 8,16")
+    ap.add_argument("--bits", default="8,16", help="comma-separated: 8,16 (32: float32)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="a --json of an earlier run: print its numbers next to these")
     args = ap.parse_args(argv)
     wanted = set(args.models.split(",")) if args.models else None
     selected = [c for c in cases() if wanted is None or c.name in wanted]
@@ -201,11 +223,17 @@ def main(argv: list[str] | None = None) -> int:
         for case in selected:
             for bits in (int(b) for b in args.bits.split(",")):
                 rows.append(measure(lower(case, bits, Path(work)), case.name, bits))
-                print(f"  {case.name} int{bits} ({time.time() - start:.0f} s)", file=sys.stderr,
-                      flush=True)
-    print(table(rows))
+                print(f"  {case.name} {'float' if bits == 32 else 'int'}{bits} "
+                      f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    before = None
+    if args.compare:
+        before = {(o["case"], o["bits"]): dict(o, ram=o.get("ram", o["arena_bytes"] +
+                                                         o["instance_bytes"]))
+                  for o in json.loads(args.compare.read_text())}
+    print(table(rows, before))
     if args.json:
-        args.json.write_text(json.dumps([dict(asdict(r), ratio=r.ratio) for r in rows], indent=1))
+        args.json.write_text(json.dumps([dict(asdict(r), ratio=r.ratio, ram=r.ram) for r in rows],
+                                        indent=1))
     return 0
 
 

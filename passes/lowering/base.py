@@ -13,6 +13,7 @@ from compiler.graph import const_value, node_label, static_shape
 from passes.streaming_cut import state_specs
 from passes.tables import TABLE_OPS
 from passes.time_analysis import TimeInfo, physical_perm, physical_shape, reduce_axes
+from passes.lowering.layouts import ViewChoice
 from runtime.ir import FLOAT32, Buffer, Step
 from runtime.reference.kernels import round_to_int
 
@@ -56,6 +57,9 @@ class LoweringBase:
         self.steps: list[Step] = []
         self.requantizations: list[dict] = []  # Concat inputs aligned by a requant step
         self.alias: dict[str, str] = {}  # state_next tensor -> state buffer
+        self.protected: set[str] = set()  # the program's outputs: always roots of their own
+        # views the layout search may turn back into copies (passes/lowering/layouts.py)
+        self.views: list[ViewChoice] = []
         self.model_states = {s.input for s in state_specs(ctx.facts) if s.kind == "model"}
 
     def lower(self, node: gs.Node) -> None:
@@ -74,6 +78,38 @@ class LoweringBase:
             self.buffers[name] = Buffer(name, physical_shape(shape, self.info.get(t.name)),
                                         self.dtype(t), self.buffer_exp(t), role)
         return name
+
+    # -- views: buffers that are elements of another (no copy) ------------------------------
+    def root(self, name: str) -> tuple[str, int]:
+        offset = 0
+        while self.buffers[name].view_of is not None:
+            offset += self.buffers[name].offset
+            name = self.buffers[name].view_of
+        return name, offset
+
+    def movable(self, name: str) -> bool:
+        """Whether `name` may become a view of another buffer: a scratch root (its producer then
+        writes straight into the other buffer), never an output of the program."""
+        return self.buffers[name].role == "scratch" and name not in self.protected
+
+    def viewable(self, name: str) -> bool:
+        """Whether a view into `name` keeps its value for as long as a reader needs it: its
+        root is only written once per call (not a state, updated in place or at the end)."""
+        return self.buffers[self.root(name)[0]].role in ("scratch", "input", "output")
+
+    def make_view(self, name: str, base: str, offset: int, into: bool) -> None:
+        """`name`'s elements become elements `offset`.. of `base` (same dtype and exponent):
+        `into` when `name`'s producer now writes into `base` (a Concat slot, a reshaped
+        buffer), else `name` reads `base` (a slice). Recorded with the place of the copy it
+        saves, in case the copy costs less RAM."""
+        b, whole = self.buffers[name], self.buffers[base]
+        if not self.movable(name) or self.root(base)[0] == name:
+            raise AssertionError(f"'{name}' cannot become a view of '{base}'")
+        if (b.dtype, b.exp) != (whole.dtype, whole.exp) or offset < 0 or \
+                offset + b.size > whole.size:
+            raise AssertionError(f"view '{name}' does not fit '{base}' at {offset}")
+        b.role, b.view_of, b.offset = "view", base, offset
+        self.views.append(ViewChoice(name, base, offset, into, len(self.steps)))
 
     def perm(self, t: gs.Tensor) -> list[int]:
         return physical_perm(len(static_shape(t)), self.info.get(t.name))

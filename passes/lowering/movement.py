@@ -19,6 +19,9 @@ class MovementOps:
     Input and output share exponent and precision (passes/quant_rules.py tie groups)."""
 
     def concat(self, node: gs.Node) -> None:
+        """Producers write straight into their slot of the output (a view) where they can: a
+        scratch root used once here; else a copy (a strided one for inner-axis slots) or, for a
+        constant, a fill."""
         y = node.outputs[0]
         shape = static_shape(y)
         axis = int(node.attrs.get("axis", 0)) % len(shape)
@@ -27,25 +30,33 @@ class MovementOps:
         perm = self.perm(y)
         blocks = int(np.prod([shape[a] for a in perm[:perm.index(axis)]], dtype=np.int64))
         out, offset, row = self.buffer(y), 0, int(np.prod(shape)) // blocks
+        placed: set[str] = set()
         for t in node.inputs:
             n = int(np.prod(static_shape(t))) // blocks
-            value = const_value(t)
-            if value is not None and blocks > 1:
-                raise RillError(f"{node_label(node)}: Concat of a constant along an inner axis")
-            src = self.aligned_input(node, t, y) if value is None else None
-            if blocks > 1:  # e.g. channels of per-frame tensors stored [T][C]: one row per frame
-                self.emit(node, "copy", [src], [out],
-                          dict(src_offset=0, dst_offset=offset, count=n, blocks=blocks,
-                               src_stride=n, dst_stride=row))
-            elif value is not None:  # e.g. the "valid" flags of new frames
-                q = np.array([self.constant(v, y) for v in np.ravel(value)],
-                             self.dtype(y))
-                self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n),
-                          dict(values=q))
-            else:
-                self.emit(node, "copy", [src], [out],
-                          dict(src_offset=0, dst_offset=offset, count=n))
+            self.place(node, t, y, out, offset, n, blocks, row, placed)
             offset += n
+
+    def place(self, node: gs.Node, t: gs.Tensor, y: gs.Tensor, out: str, offset: int, n: int,
+              blocks: int = 1, row: int = 0, placed: set[str] | None = None) -> None:
+        """Concat input `t` into elements `offset`.. of `out` (`blocks` rows `row` apart)."""
+        value = const_value(t)
+        if value is not None and blocks > 1:
+            raise RillError(f"{node_label(node)}: Concat of a constant along an inner axis")
+        if value is not None:  # e.g. the "valid" flags of new frames
+            q = np.array([self.constant(v, y) for v in np.ravel(value)], self.dtype(y))
+            self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n), dict(values=q))
+            return
+        src = self.aligned_input(node, t, y)
+        if blocks > 1:  # e.g. channels of per-frame tensors stored [T][C]: one row per frame
+            self.emit(node, "copy", [src], [out],
+                      dict(src_offset=0, dst_offset=offset, count=n, blocks=blocks,
+                           src_stride=n, dst_stride=row))
+        elif self.movable(src) and src not in (placed or set()):
+            self.make_view(src, out, offset, into=True)  # the producer writes into the slot
+        else:
+            self.emit(node, "copy", [src], [out], dict(src_offset=0, dst_offset=offset, count=n))
+        if placed is not None:
+            placed.add(src)
 
     def aligned_input(self, node: gs.Node, t: gs.Tensor, y: gs.Tensor) -> str:
         """The buffer a Concat copies input `t` from: `t`'s own, or, where the propagation left
@@ -82,11 +93,11 @@ class MovementOps:
             return self.crop(node, {a: ranges[a] for a in cut})
         inner = int(np.prod(static_shape(y))) // (static_shape(y)[cut[0]] if cut else 1)
         start = ranges[cut[0]][0] * inner if cut else 0
-        self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
-                  dict(src_offset=start, dst_offset=0, count=int(np.prod(static_shape(y)))))
+        self.move(node, self.buffer(x), self.buffer(y), start, int(np.prod(static_shape(y))))
 
     def split(self, node: gs.Node) -> None:
-        """Each output is a block of the input along the split axis: one (strided) copy each.
+        """Each output is a block of the input along the split axis: a view (or a copy) of a
+        contiguous block, else one strided copy.
         The sizes are the outputs' shapes, so every opset's form (the `split` attribute or
         input, `num_outputs`, equal parts) is read the same way."""
         x = node.inputs[0]
@@ -104,15 +115,17 @@ class MovementOps:
                 if self.perm(out) != perm:
                     raise RillError(f"{node_label(node)}: output '{out.name}' is stored in "
                                     "another layout than the input")
-                params = dict(src_offset=start * inner, dst_offset=0, count=n * inner)
-                if blocks > 1:  # e.g. channels of a time-major [T][C] tensor: one row per frame
-                    params.update(blocks=blocks, src_stride=shape[axis] * inner,
-                                  dst_stride=n * inner)
-                self.emit(node, "copy", [self.buffer(x)], [self.buffer(out)], params)
+                if blocks == 1:  # a contiguous block: a view where possible
+                    self.move(node, self.buffer(x), self.buffer(out), start * inner, n * inner)
+                else:  # e.g. channels of a time-major [T][C] tensor: one row per frame
+                    self.emit(node, "copy", [self.buffer(x)], [self.buffer(out)],
+                              dict(src_offset=start * inner, dst_offset=0, count=n * inner,
+                                   blocks=blocks, src_stride=shape[axis] * inner,
+                                   dst_stride=n * inner))
             start += n
 
     def gather(self, node: gs.Node) -> None:
-        """One index along the outermost stored axis: a contiguous copy."""
+        """One index along the outermost stored axis: a contiguous run."""
         x, y = node.inputs[0], node.outputs[0]
         index = const_value(node.inputs[1])
         shape = static_shape(x)
@@ -122,8 +135,17 @@ class MovementOps:
                             "stored axis is supported yet")
         inner = int(np.prod(shape)) // shape[axis]
         start = (int(index.reshape(-1)[0]) % shape[axis]) * inner
-        self.emit(node, "copy", [self.buffer(x)], [self.buffer(y)],
-                  dict(src_offset=start, dst_offset=0, count=inner))
+        self.move(node, self.buffer(x), self.buffer(y), start, inner)
+
+    def move(self, node: gs.Node, src: str, dst: str, start: int, count: int) -> None:
+        """`dst` = elements `start`.. of `src`: a view (no copy) when `dst` is a fresh scratch
+        buffer and `src` keeps its value while `dst` is read; else a copy."""
+        if src == dst:
+            return
+        if self.movable(dst) and self.viewable(src):
+            self.make_view(dst, src, start, into=False)
+            return
+        self.emit(node, "copy", [src], [dst], dict(src_offset=start, dst_offset=0, count=count))
 
     def reshape(self, node: gs.Node) -> None:
         self.relayout(node, lambda a: a.reshape(static_shape(node.outputs[0])))
@@ -144,8 +166,12 @@ class MovementOps:
         onnx_index = onnx_op(index.transpose(np.argsort(x_perm)))
         gather = np.ascontiguousarray(onnx_index.transpose(self.perm(y))).reshape(-1)
         src, dst = self.buffer(x), self.buffer(y)
-        if np.array_equal(gather, np.arange(gather.size)):
-            self.emit(node, "copy", [src], [dst], dict(src_offset=0, dst_offset=0, count=gather.size))
+        if np.array_equal(gather, np.arange(gather.size)):  # same bytes: one buffer
+            if self.movable(src) and self.buffers[dst].role == "scratch" and \
+                    self.buffers[dst].view_of is None:
+                self.make_view(src, dst, 0, into=True)  # the producer writes the reshaped buffer
+            else:
+                self.move(node, src, dst, 0, gather.size)
             return
         dims = [d for d in x_stored if d != 1]
         compact = index.reshape(dims)
@@ -161,9 +187,7 @@ class MovementOps:
 
     def identity(self, node: gs.Node) -> None:
         src, dst = self.buffer(node.inputs[0]), self.buffer(node.outputs[0])
-        if src != dst:
-            self.emit(node, "copy", [src], [dst],
-                      dict(src_offset=0, dst_offset=0, count=self.buffers[src].size))
+        self.move(node, src, dst, 0, self.buffers[src].size)
 
     def update_model_state(self, state_in: gs.Tensor, state_out: gs.Tensor) -> None:
         """The last steps of a call: each of the model's own states takes its next value."""

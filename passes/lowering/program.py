@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from compiler.context import CompileContext
 from passes.lowering.base import LoweringBase
+from passes.lowering.layouts import choose_layouts
 from passes.streaming_cut import analyze, resolve_time_axis, state_input_names, state_specs, \
     time_series_input
 from passes.time_analysis import TimeInfo
@@ -26,16 +27,18 @@ def lower_graph(ctx: CompileContext, low: LoweringBase) -> Program:
         states.append(StatePair(s.input, s.input, s.output, low.constant(s.init, state_in)))
     x = time_series_input(graph, state_input_names(ctx.facts))
     low.buffer(x, "input")
+    outputs = [o for o in graph.outputs if all(o.name != s.onnx_output for s in states)]
+    low.protected = {o.name for o in outputs}
     for node in graph.nodes:
         low.lower(node)
     for s in state_specs(ctx.facts):
         if s.kind == "model":
             low.update_model_state(graph.tensors()[s.input], graph.tensors()[s.output])
-    outputs = [o for o in graph.outputs if all(o.name != s.onnx_output for s in states)]
     for o in outputs:
         output_buffer(low, o)
     program = Program(low.buffers, low.steps, [x.name], [o.name for o in outputs], states,
                       ctx.options.target.rounding)
+    program = choose_layouts(program, low.views)  # views, or copies where those need less RAM
     ctx.facts["program"] = program
     ctx.facts["time_info"] = low.info
     ctx.facts["time_axis"] = resolve_time_axis(graph, ctx.options.time_axis,

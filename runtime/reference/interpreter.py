@@ -94,7 +94,7 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     if family in ("gru", "lstm"):
         _run_recurrent(step, mem, mode)
         return
-    if family == "copy":  # `blocks` rows of `count` elements, strided on both sides
+    if family == "copy":  # `blocks` rows of `count` elements, strided; overlaps as memmove
         n, src, dst = p["count"], p["src_offset"], p["dst_offset"]
         for b in range(p.get("blocks", 1)):
             s, d = src + b * p.get("src_stride", 0), dst + b * p.get("dst_stride", 0)
@@ -130,14 +130,44 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
     mem[out][:] = y
 
 
+def allocate(program: Program) -> dict[str, np.ndarray]:
+    """Zeroed arrays for the root buffers; every view is a numpy view into its root, so a step
+    that writes a view writes its root, as in C."""
+    mem = {name: np.zeros(b.size, b.dtype) for name, b in program.buffers.items()
+           if b.view_of is None}
+    for name, b in program.buffers.items():
+        if b.view_of is not None:
+            root, offset = program.root(name)
+            if program.buffers[root].dtype != b.dtype:
+                raise TypeError(f"view {name!r} is {b.dtype}, its root {root!r} "
+                                f"{program.buffers[root].dtype}")
+            mem[name] = mem[root][offset:offset + b.size]
+            if mem[name].size != b.size:
+                raise ValueError(f"view {name!r} ends past its root {root!r}")
+    return mem
+
+
+def allocate_in(program: Program, spaces: dict[str, np.ndarray],
+                places: dict[str, tuple[str, int]]) -> dict[str, np.ndarray]:
+    """Every placed buffer as a typed view of a byte array: `places[name]` = (space, byte
+    offset). Runs a program on a memory plan's layout (shared and in-place bytes included)."""
+    mem = {}
+    for name, (space, offset) in places.items():
+        b = program.buffers[name]
+        mem[name] = spaces[space][offset:offset + b.nbytes].view(b.dtype)
+    return mem
+
+
 def run_program(program: Program, inputs: dict[str, np.ndarray], state: dict[str, np.ndarray],
-                trace: Callable[[dict[str, np.ndarray]], None] | None = None
+                trace: Callable[[dict[str, np.ndarray]], None] | None = None,
+                mem: dict[str, np.ndarray] | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One call: flat inputs (physical order) and state in, outputs and next state out.
 
-    `trace`, if given, sees every buffer after the call (for per-layer error reports).
+    `trace`, if given, sees every buffer after the call (for per-layer error reports). `mem`
+    (default: `allocate(program)`) is where the buffers live, e.g. `allocate_in` a plan's layout.
     """
-    mem = {name: np.zeros(b.size, b.dtype) for name, b in program.buffers.items()}
+    mem = allocate(program) if mem is None else mem
     for name, value in list(inputs.items()) + list(state.items()):
         mem[name][:] = np.asarray(value, mem[name].dtype).reshape(-1)
     for step in program.steps:

@@ -293,7 +293,7 @@ int {p}_selftest(void);
             y = outs.pop(0) if q["has_y"] else "0"
             arrays = ", ".join(names[k] for k in ("wx", "wh", "bias", "shift", "table"))
             return f"{fn}(&{names['params']}, {q['t']}, {ins[0]}, {arrays}, {', '.join(outs)}, {y});"
-        if step.op in ("conv1d", "gemm", "conv2d", "conv_transpose1d"):
+        if step.op in ("conv1d", "gemm", "conv2d", "conv_transpose1d", "layernorm"):
             return (f"{fn}(&{names['params']}, {ins[0]}, {names['w']}, {names['bias']}, "
                     f"{names['shift']}, {out});")
         if step.op == "add":

@@ -76,6 +76,7 @@ FAMILIES: dict[str, Family] = {
     "add": Family("add.c", ("x2",), f32_file="add_f32.c"),
     "binary": Family("binary.c", ("x2",)),
     "pad": Family("pad.c", same_xy=True),
+    "layernorm": Family("layernorm.c", ("w", "acc")),
     "avgpool1d": Family("avgpool1d.c", f32_file="avgpool1d_f32.c"),
     "maxpool1d": Family("maxpool1d.c", f32_file="maxpool1d_f32.c"),
     "reduce": Family("reduce.c", f32_file="reduce_f32.c"),

@@ -162,10 +162,19 @@ class _QDQBuilder:
         self.replace_nodes(nodes)
 
     def operand_nodes(self, node: onnx.NodeProto, i: int, q: WeightQ) -> list[onnx.NodeProto]:
-        """DequantizeLinear of a constant operand's integers (one exponent) feeding `node`."""
+        """DequantizeLinear of a constant operand's integers (one exponent) feeding `node`; an
+        operand with one exponent per element (a LayerNormalization scale) is replaced by its
+        quantized values as floats."""
         value = numpy_helper.to_array(self.inits[node.input[i]])
         base = f"{node.name}/qdq_operand{i}"
-        e = int(np.asarray(q.exps).reshape(-1)[0])
+        exps = np.asarray(q.exps).reshape(-1)
+        if exps.size > 1:
+            e = exps.reshape(value.shape).astype(np.int64)
+            ints = quantize_values(value * np.ldexp(1.0, -e), 0, q.bits, self.plan.mode)
+            node.input[i] = self.constant(f"{base}/quantized",
+                                          (ints * np.ldexp(1.0, e)).astype(value.dtype))
+            return []
+        e = int(exps[0])
         ints = quantize_values(value, e, q.bits, self.plan.mode)
         ins = [self.constant(f"{base}/int{q.bits}", ints), self.scale(e), self.zero(q.bits)]
         node.input[i] = f"{base}/dequantized"

@@ -48,14 +48,23 @@ def _common_row(program: Program, step) -> dict:
             "output_shape": list(out.shape), "macs": step.macs}
 
 
+def _weight_exponents(program: Program, step) -> dict:
+    """{"weights": the distinct exponents of a step's weights, from its shifts}: shift =
+    e_out - e_in - e_w for weighted layers, e_out - e_gamma + z_frac for layernorm."""
+    if "shift" not in step.arrays or step.arrays["shift"].ndim != 1:
+        return {}
+    out = program.buffers[step.outputs[0]].exp
+    base = step.params["z_frac"] if step.op == "layernorm" else \
+        -program.buffers[step.inputs[0]].exp
+    return {"weights": sorted({int(e) for e in -step.arrays["shift"] + out + base})}
+
+
 def _quantized_row(program: Program, step, layer_snr: dict[str, float]) -> dict:
     out = program.buffers[step.outputs[0]]
     return {
         **_common_row(program, step),
         "exponents": {"inputs": [program.buffers[i].exp for i in step.inputs], "output": out.exp,
-                      **({"weights": sorted({int(e) for e in -step.arrays["shift"] + out.exp
-                                             - program.buffers[step.inputs[0]].exp})}
-                         if "shift" in step.arrays and step.arrays["shift"].ndim == 1 else {})},
+                      **_weight_exponents(program, step)},
         "precision": out.dtype,
         **({"weight_precision": str(step.arrays["w"].dtype),
             "accumulator": "int64" if step.arrays["bias"].dtype.itemsize == 8 else "int32"}

@@ -22,7 +22,8 @@ from codegen.qdq_export import (WEIGHTED_OPS, ActivationQ, QDQPlan, WeightLayout
                                 apply_qdq, float_tensors)
 from compiler.ort import session, with_all_outputs
 from compiler.streams import snr_db
-from passes.quant_rules import operand_exponent, operand_indices
+from passes import quant_rules
+from passes.quant_rules import operand_indices
 from passes.quant_scheme import PowerOfTwoScheme
 
 MAX_VALUES = 1 << 20  # calibration values kept per tensor to choose an exponent
@@ -186,7 +187,9 @@ def width_plan(model: onnx.ModelProto, values: dict[str, Values], width: int,
         for i in weight_inputs(node, inits) if node.op_type not in WEIGHTED_OPS else []:
             given = operand_exponents.get(node.name, {}).get(i)
             if given is None or weight_bits.get(node.name, bits_default) != width:
-                given = [operand_exponent(numpy_helper.to_array(inits[node.input[i]]), width)]
+                given = quant_rules.operand_exponents(node.op_type,
+                                                      numpy_helper.to_array(inits[node.input[i]]),
+                                                      width)
             operands.setdefault(node.name, {})[i] = WeightQ(np.asarray(given), width)
     return QDQPlan(acts, weights, {}, mode, operands)
 

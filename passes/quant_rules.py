@@ -19,7 +19,8 @@ to one final rounding:
   aligned to the finer one and requantized once to e_y.
 A constant operand (a scale, an offset, a PRelu slope) is quantized once at compile time at the
 layer's weight bits, with one exponent for the whole tensor, the smallest that does not clip it
-(`operand_exponent`): a per-tensor exponent that clipped the largest value would be a
+(`operand_exponent`; a LayerNormalization scale gets one per element, its offset sits in the
+int64 accumulator: passes/lowering/normalization.py): a per-tensor exponent that clipped the largest value would be a
 systematic error on that element. Add-like ops do not use a constant exponent finer than
 e_y - OPERAND_FINEST_BELOW_OUTPUT (the extra bits would only lengthen the shifts).
 """
@@ -53,10 +54,12 @@ OPERAND_FINEST_BELOW_OUTPUT = 24
 
 
 def operand_indices(op: str, constant: Sequence[bool]) -> list[int]:
-    """The inputs of a node of type `op` that Rill quantizes as constant operands (one
-    exponent per tensor, at the layer's weight bits), given which inputs are constants."""
+    """The inputs of a node of type `op` that Rill quantizes as constant operands (at the
+    layer's weight bits), given which inputs are constants."""
     if op in ARITHMETIC_OPS and len(constant) == 2 and not all(constant):
         return [i for i in (0, 1) if constant[i]]
+    if op == "LayerNormalization" and len(constant) > 1 and constant[1]:
+        return [1]  # the scale; the offset joins the int64 accumulator
     return []
 
 
@@ -69,6 +72,20 @@ def operand_exponent(value: np.ndarray, bits: int) -> int:
     """The exponent of a constant operand: the smallest that represents max|value| without
     clipping (0 for an all-zero constant)."""
     return minmax_exponent(np.asarray(value, np.float64), bits)
+
+
+def operand_exponents(op: str, value: np.ndarray, bits: int) -> np.ndarray:
+    """The exponents of a constant operand: one for the tensor (`operand_exponent`), except a
+    LayerNormalization scale, which gets one per element (it multiplies each normalized value
+    on its own, like a per-channel weight); a zero element takes the largest exponent."""
+    if op != "LayerNormalization":
+        return np.array([operand_exponent(value, bits)], np.int32)
+    flat = np.asarray(value, np.float64).reshape(-1)
+    exps = np.array([operand_exponent(v, bits) for v in flat], np.int32)
+    zero = flat == 0
+    if zero.any() and not zero.all():
+        exps[zero] = exps[~zero].max()
+    return exps
 
 
 # Ops with constant weights quantized per output channel (ai.rill Fused* included).

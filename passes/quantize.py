@@ -8,7 +8,7 @@ bits (`weight_bits`), unless a QDQ model gave them (ImportQDQ's `given_weight_ex
 the weights are still the ones it quantized). With bias correction (Options.bias_correction,
 passes/bias_correction.py) each weighted layer's expected weight-rounding error goes to `bias_corrections`, which lowering
 adds to the float bias. Constant operands of element-wise ops get one exponent per tensor
-(`operand_exponents`, quant_rules.py). Biases, shifts and tables are derived later from these in
+(`constant_operand_exponents`, quant_rules.py). Biases, shifts and tables are derived later from these in
 lowering.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from passes.calibrate import throttled
 from passes.import_qdq import honored_weight_exponents
 from passes.observers import RECIPES, channel_exponents
 from passes.quant_rules import (ARITHMETIC_OPS, OPERAND_FINEST_BELOW_OUTPUT, WEIGHTED_OPS,
-                                 fixed_exponents, node_operands, operand_exponent,
+                                 fixed_exponents, node_operands, operand_exponents,
                                  out_channel_weights, plan_recurrent, softmax_exponent)
 from passes.quant_scheme import PowerOfTwoScheme
 
@@ -76,7 +76,7 @@ class Quantize(Pass):
                     w, weight_bits.get(node.name, opts.bits), WEIGHT_RECIPE)
         ctx.facts["bias_corrections"], ctx.facts["bias_correction_mse"] = bias_corrections(
             ctx, weighted, exps, weight_exps, report)
-        ctx.facts["operand_exponents"] = operand_exponents(ctx, exps, weight_bits)
+        ctx.facts["operand_exponents"] = constant_operand_exponents(ctx, exps, weight_bits)
         ctx.facts["recurrent_plans"] = {n.name: plan_recurrent(n, ctx, exps[n.inputs[0].name])
                                          for n in ctx.graph.nodes if n.op in ("GRU", "LSTM")}
         ctx.facts["softmax_exponents"] = {
@@ -90,11 +90,11 @@ class Quantize(Pass):
         return False
 
 
-def operand_exponents(ctx: CompileContext, exps: dict[str, int], weight_bits: dict[str, int]
-                      ) -> dict[str, dict[int, np.ndarray]]:
-    """Node name -> input index -> the exponent (a 1-element array) of each constant operand
-    of an element-wise op (quant_rules.operand_exponent, at the layer's weight bits); an
-    add-like op's constant is never finer than its output needs."""
+def constant_operand_exponents(ctx: CompileContext, exps: dict[str, int],
+                               weight_bits: dict[str, int]) -> dict[str, dict[int, np.ndarray]]:
+    """Node name -> input index -> the exponents of each constant operand (one for the tensor,
+    or one per element of a LayerNormalization scale; quant_rules.operand_exponents, at the
+    layer's weight bits); an add-like op's constant is never finer than its output needs."""
     out: dict[str, dict[int, np.ndarray]] = {}
     for node in ctx.graph.nodes:
         for i in node_operands(node):
@@ -102,11 +102,11 @@ def operand_exponents(ctx: CompileContext, exps: dict[str, int], weight_bits: di
             if not np.all(np.isfinite(value)):
                 raise RillError(f"{node_label(node)}: constant '{node.inputs[i].name}' contains "
                                 "NaN or Inf")
-            e = operand_exponent(value, weight_bits.get(node.name, ctx.options.bits))
+            e = operand_exponents(node.op, value, weight_bits.get(node.name, ctx.options.bits))
             y = node.outputs[0].name
             if node.op in ARITHMETIC_OPS - {"Mul", "Div", "PRelu"} and y in exps:
-                e = max(e, exps[y] - OPERAND_FINEST_BELOW_OUTPUT)
-            out.setdefault(node.name, {})[i] = np.array([e], np.int32)
+                e = np.maximum(e, exps[y] - OPERAND_FINEST_BELOW_OUTPUT)
+            out.setdefault(node.name, {})[i] = e
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from compiler.graph import const_value
 from compiler.op_attrs import clip_bounds
 from runtime.reference.kernels import lut, round_to_int
 
@@ -55,11 +56,27 @@ def _float_function(node: gs.Node) -> Callable[[np.ndarray], np.ndarray] | None:
         return np.abs
     if op == "Erf":
         return _erf
+    if op == "Sqrt":
+        return np.sqrt
+    if op == "Reciprocal":
+        return lambda x: 1.0 / x
+    if op == "Pow":
+        p = pow_exponent(node)
+        return None if p is None else (lambda x: np.power(x, p))
     return None
 
 
+def pow_exponent(node: gs.Node) -> float | None:
+    """The constant exponent of a Pow node (a scalar), else None."""
+    value = const_value(node.inputs[1]) if len(node.inputs) > 1 else None
+    if value is None or np.asarray(value).size != 1:
+        return None
+    return float(np.asarray(value).reshape(-1)[0])
+
+
 TABLE_OPS = frozenset({"Relu", "Clip", "Sigmoid", "Silu", "Tanh", "LeakyRelu", "HardSigmoid",
-                       "HardSwish", "Gelu", "Exp", "Softplus", "Elu", "Neg", "Abs", "Erf"})
+                       "HardSwish", "Gelu", "Exp", "Softplus", "Elu", "Neg", "Abs", "Erf", "Sqrt",
+                       "Reciprocal", "Pow"})
 
 
 #: int16-input tables: frac_bits from 16 (2 knots) down to this (4097 knots, 16 KB).

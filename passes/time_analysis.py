@@ -26,8 +26,8 @@ from compiler.op_attrs import normalized_slice, pad_spec, slice_spec, window_att
 
 FRAME_LOCAL_UNARY = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Silu", "HardSwish", "Gelu",
-    "Clip", "Exp", "Sqrt", "Neg", "Abs", "Softplus", "Elu", "Erf", "Identity", "Cast",
-    "BatchNormalization", "Dropout",
+    "Clip", "Exp", "Sqrt", "Reciprocal", "Neg", "Abs", "Softplus", "Elu", "Erf", "Identity",
+    "Cast", "BatchNormalization", "Dropout",
 })
 ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Where"})
 WINDOW_OPS = frozenset({"Conv", "FusedConv", "AveragePool", "MaxPool"})

@@ -1,4 +1,4 @@
-"""The kernels of the broadcasting and layout ops (binary, pad; runtime/c templates instantiated per
+"""The kernels of the broadcasting, layout and normalization ops (binary, pad, layernorm; runtime/c templates instantiated per
 type variant) against the Python integer reference bit for bit in both rounding modes, for int8,
 int16 and mixed operands, at edge values (type extremes, rounding ties, division by zero,
 saturation, every broadcast pattern), and the reference against the spec (runtime/KERNELS.md)
@@ -11,6 +11,7 @@ the driver also catches output bytes left unwritten).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shutil
 from fractions import Fraction
@@ -23,6 +24,7 @@ from c_drivers import MODES, build_drivers, dispatch_source, exact_round, record
 from codegen.kernel_library import KernelTypes, variant_suffix
 from runtime.reference import kernels as ref
 from runtime.reference.binary import BINARY_OPS, binary
+from runtime.reference.layernorm import layernorm
 from runtime.reference.pad import PAD_MODES, pad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +34,10 @@ T = KernelTypes
 DTYPE = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
 BINARY_TYPES = [T(x, y, x2=b) for x, b, y in itertools.product((8, 16), repeat=3)]
 PAD_TYPES = [T(8, 8), T(16, 16)]
-TESTED = [("binary", t) for t in BINARY_TYPES] + [("pad", t) for t in PAD_TYPES]
+NORM_TYPES = [T(x, y, w=w, acc=a) for x, w, a, y in itertools.product((8, 16), (8, 16), (32, 64),
+                                                                       (8, 16))]
+TESTED = ([("binary", t) for t in BINARY_TYPES] + [("pad", t) for t in PAD_TYPES]
+          + [("layernorm", t) for t in NORM_TYPES])
 DISPATCH, VARIANT_OP = dispatch_source(TESTED)
 
 pytestmark = pytest.mark.skipif(shutil.which(CC) is None, reason=f"no C compiler ({CC})")
@@ -337,3 +342,127 @@ def test_pad_crop_is_a_slice():
     np.testing.assert_array_equal(y, x[:, 1:, :3, 2:4])
     with pytest.raises(ValueError):  # the value must fit the type
         pad(x, mode=0, value=40000, in_shape=[2, 3, 4, 5], pad_lo=[0] * 4, pad_hi=[0] * 4)
+
+
+# ---------------------------------------------------------------------------- layernorm
+
+def z_frac_max(length: int) -> int:
+    return 31 - math.ceil(math.log2(length) / 2) if length > 1 else 31
+
+
+def norm_params(rng, t: KernelTypes, length: int, outer: int = 2, inner: int = 1,
+                eps: int | None = None) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    z_frac = int(rng.integers(max(0, z_frac_max(length) - 8), z_frac_max(length) + 1))
+    gamma = rand_int(rng, length, t.w, rng.random() < 0.2)
+    top = z_frac + 8 + t.w  # |Z * gamma| is below about 2^top
+    beta = rng.integers(-(1 << min(top, 29 if t.acc == 32 else 40)),
+                        1 << min(top, 29 if t.acc == 32 else 40), length).astype(DTYPE[t.acc])
+    shift = rng.integers(z_frac - 2, z_frac + 16 + (t.w - t.y), length).astype(np.int8)
+    if eps is None:
+        eps = int(rng.choice([0, 1, 1000, 1 << 20, 12345678]))
+    mant, sh = eps, 0
+    while mant >= 1 << 31:
+        mant, sh = mant >> 1, sh + 1
+    p = dict(outer=outer, length=length, inner=inner, z_frac=z_frac, eps_mant=mant, eps_shift=sh)
+    return p, gamma, beta, shift
+
+
+def norm_case(t: KernelTypes, x, gamma, beta, shift, p: dict, mode: str, desc: str = "") -> tuple:
+    want = layernorm(x, gamma, beta, shift, **p, mode=mode, out_bits=t.y)
+    return (f"layernorm_{variant_suffix(t)} {desc} {p}", ("layernorm", t),
+            flat_params("layernorm", p), [x, gamma, beta, shift], want)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(NORM_TYPES)
+def test_layernorm(drivers, types, mode):
+    """Random rows of many lengths (1 to 4096, strided by `inner`), constant rows (variance 0,
+    with and without epsilon), rows at the type's extremes, the largest z_frac the length
+    allows."""
+    cases = []
+    for seed in range(40):
+        rng = np.random.default_rng(7600 + seed)
+        length = int(rng.choice([1, 2, 3, 7, 16, 64, 300, 4096 if seed % 10 == 0 else 33]))
+        inner = int(rng.integers(1, 4)) if length < 300 else 1
+        outer = int(rng.integers(1, 4))
+        p, gamma, beta, shift = norm_params(rng, types, length, outer, inner,
+                                            eps=0 if seed % 9 == 4 else None)
+        n = outer * length * inner
+        x = rand_int(rng, n, types.x, seed % 4 == 0)
+        if seed % 6 == 3:  # constant rows
+            x[:] = x[0]
+        cases.append(norm_case(types, x, gamma, beta, shift, p, mode, f"seed={seed}"))
+    drivers[mode].check(cases)
+
+
+def layernorm_literal(x, gamma, beta, shift, p: dict, mode: str, out_bits: int) -> np.ndarray:
+    """The spec with Python integers, math.isqrt and exact fractions, element by element."""
+    L, inner = p["length"], p["inner"]
+    xs = [int(v) for v in x]
+    y = [0] * len(xs)
+    for o in range(p["outer"]):
+        for i in range(inner):
+            idx = [(o * L + l) * inner + i for l in range(L)]
+            v = [xs[j] for j in idx]
+            total = sum(v)
+            w = L * sum(a * a for a in v) - total * total + (p["eps_mant"] << p["eps_shift"])
+            k = 62 - w.bit_length()
+            k -= k % 2
+            s = math.isqrt(w << k if k >= 0 else w >> -k) if w else 0
+            e = p["z_frac"] + k // 2
+            for l, j in enumerate(idx):
+                d = L * v[l] - total
+                z = exact_round(Fraction(d * 2 ** max(e, 0), s * 2 ** max(-e, 0)), mode) if s else 0
+                acc = int(beta[l]) + z * int(gamma[l])
+                r = exact_round(Fraction(acc) / Fraction(2) ** int(shift[l]), mode)
+                lo, hi = trange(out_bits)
+                y[j] = min(max(r, lo), hi)
+    return np.array(y, DTYPE[out_bits])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(NORM_TYPES[::3])
+def test_layernorm_reference_matches_spec_literally(types, mode):
+    for seed in range(8):
+        rng = np.random.default_rng(7700 + seed)
+        length = int(rng.choice([1, 2, 5, 16, 40]))
+        p, gamma, beta, shift = norm_params(rng, types, length, 2, int(rng.integers(1, 3)))
+        x = rand_int(rng, 2 * length * p["inner"], types.x, seed % 3 == 0)
+        got = layernorm(x, gamma, beta, shift, **p, mode=mode, out_bits=types.y)
+        want = layernorm_literal(x, gamma, beta, shift, p, mode, types.y)
+        np.testing.assert_array_equal(got.reshape(-1), want, err_msg=f"seed={seed}")
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_layernorm_is_the_float_layernorm(bits):
+    """gamma = 1 (2^(w-2) at exponent 2-w), beta = 0: y ~ (x - mean) / sqrt(var + eps) to about
+    half an output LSB (the only rounding that matters is the output's)."""
+    rng = np.random.default_rng(77)
+    length, e_y = 48, -(bits - 4)
+    z_frac = z_frac_max(length)
+    x = rand_int(rng, 5 * length, bits)
+    e_x = -(bits - 3)
+    eps = 1e-5
+    eps_q = int(round(eps * length ** 2 * 2.0 ** (-2 * e_x)))
+    mant, sh = eps_q, 0
+    while mant >= 1 << 31:
+        mant, sh = mant >> 1, sh + 1
+    g = np.full(length, 1 << (bits - 2), DTYPE[bits])
+    shift = np.full(length, e_y - (2 - bits) + z_frac, np.int8)
+    p = dict(outer=5, length=length, inner=1, z_frac=z_frac, eps_mant=mant, eps_shift=sh)
+    y = layernorm(x, g, np.zeros(length, np.int64), shift, **p, mode="half_even", out_bits=bits)
+    xf = x.reshape(5, length).astype(np.float64) * 2.0 ** e_x
+    ref = (xf - xf.mean(1, keepdims=True)) / np.sqrt(xf.var(1, keepdims=True) + eps)
+    assert np.max(np.abs(y.reshape(5, length) * 2.0 ** e_y - ref)) <= 0.51 * 2.0 ** e_y
+
+
+def test_layernorm_reference_refuses_overflow():
+    x = np.array([32767] + [0] * 15, np.int16)  # one outlier: |Z| = sqrt(15) * 2^z_frac
+    g = np.full(16, 32767, np.int16)
+    args = (x, g, np.zeros(16, np.int64), np.zeros(16, np.int8))
+    with pytest.raises(OverflowError):  # z_frac beyond what length 16 allows
+        layernorm(*args, outer=1, length=16, inner=1, z_frac=31, eps_mant=0, eps_shift=0,
+                  mode="half_up")
+    with pytest.raises(OverflowError):  # epsilon too large for int64
+        layernorm(*args, outer=1, length=16, inner=1, z_frac=20, eps_mant=(1 << 31) - 1,
+                  eps_shift=62, mode="half_up")

@@ -30,7 +30,7 @@ OP_METHODS: dict[str, str] = {
     "Unsqueeze": "reshape", "Transpose": "transpose", "Identity": "identity",
     "ReduceMean": "reduce", "ReduceMax": "reduce", "ReduceSum": "reduce",
     "GlobalAveragePool": "reduce", "GlobalMaxPool": "reduce",
-    "Softmax": "softmax", "MaskFrames": "mask_frames",
+    "Softmax": "softmax", "MaskFrames": "mask_frames", "LayerNormalization": "layernorm",
     "ConvTranspose": "conv_transpose", "GRU": "recurrent", "LSTM": "recurrent",
 }
 

@@ -19,7 +19,7 @@ from compiler.graph import node_label, static_shape
 from compiler.op_attrs import clip_bounds
 from passes.lowering.geometry import avgpool1d_geometry, maxpool1d_geometry
 from passes.quant_rules import SOFTMAX_EXP, SOFTMAX_FINEST_EXP
-from passes.tables import lut_plan
+from passes.tables import lut_plan, pow_exponent
 from passes.time_analysis import pad_value, physical_shape
 from runtime.reference.kernels import softmax_plan
 
@@ -32,6 +32,8 @@ class ElementwiseOps:
         x, y = node.inputs[0], node.outputs[0]
         if node.op == "Clip" and clip_bounds(node) is None:
             raise RillError(f"{node_label(node)}: Clip bounds must be constant")
+        if node.op == "Pow" and pow_exponent(node) is None:
+            raise RillError(f"{node_label(node)}: Pow needs a constant scalar exponent")
         params, arrays = lut_plan(node, self.exp(x), self.exp(y), self.tensor_bits(x),
                                   self.tensor_bits(y), self.mode)
         self.emit(node, "lut", [self.buffer(x)], [self.buffer(y)],

@@ -162,4 +162,13 @@ typedef struct {
 #define RILL_PAD_EDGE 2
 #define RILL_PAD_WRAP 3
 
+typedef struct {
+    int32_t outer;
+    int32_t length; /* normalized over this axis (at most 65536) */
+    int32_t inner;
+    int32_t z_frac;    /* the normalized value Z has z_frac fraction bits */
+    int32_t eps_mant;  /* epsilon in units of x^2 * length^2: eps_mant << eps_shift */
+    int32_t eps_shift;
+} rill_layernorm_params_t;
+
 #endif /* RILL_KERNELS_H */

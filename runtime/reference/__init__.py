@@ -1,5 +1,6 @@
 """Bit-exact Python integer reference of the Rill C kernels (see runtime/KERNELS.md)."""
 from .binary import BINARY_OPS, binary
+from .layernorm import layernorm
 from .pad import PAD_MODES, pad
 from .kernels import (
     PARAMS_FIELDS,
@@ -30,6 +31,7 @@ from .kernels import (
 )
 
 __all__ = [
+    "layernorm",
     "PAD_MODES",
     "pad",
     "BINARY_OPS",

@@ -61,7 +61,8 @@ FAMILY_TYPES = {**{f: CONV_TYPES for f in WEIGHTED}, "add": ADD_TYPES,
                 **{f: SAME_TYPES for f in ("transpose", "mask_frames", "quantize")}}
 TESTED = [(f, t) for f, ts in FAMILY_TYPES.items() for t in ts]
 DISPATCH, VARIANT_OP = dispatch_source(TESTED)
-HELPER_OP = {"round_shift": 10, "round_div": 11, "round_f32_sat": 12, "floor_shift": 13}
+HELPER_OP = {"round_shift": 10, "round_div": 11, "round_f32_sat": 12, "floor_shift": 13,
+             "requant32": 14}
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 DTYPE = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
@@ -1453,6 +1454,69 @@ def test_round_shift(drivers, mode):
         ("rill_floor_shift", ("floor_shift", [int(keep.sum())], [xs[keep], ss[keep]], np.int64,
                               int(keep.sum())), floor),
     ])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_requant32_helper(drivers, mode):
+    """rill_rq_apply, the kernels' 32-bit requantization: clamp(round(x / 2^s), lo, hi) exactly
+    for every int32 x and shift, at the int32 limits, on ties of both signs and parities, and
+    through the int64 helper for shifts outside 1..31."""
+    rng = np.random.default_rng(8050)
+    i32 = [-(2**31), -(2**31) + 1, 2**31 - 1, 2**31 - 2, 0, 1, -1]
+    xs, ss = [], []
+    for s in range(-3, 41):
+        half = [(2 * q + 1) * 2 ** (s - 1) for q in (-3, -2, -1, 0, 1, 2)] if 0 < s < 32 else []
+        vals = i32 + [v for v in half if -(2**31) <= v < 2**31] + \
+            [int(v) for v in rng.integers(-(2**31), 2**31, size=20)]
+        xs += vals
+        ss += [s] * len(vals)
+    xs, ss = np.array(xs, np.int32), np.array(ss, np.int32)
+    for lo, hi in ((-128, 127), (0, 127), (-(2**31), 2**31 - 1), (-5, 3)):
+        want = np.array([min(max(_exact_shift(int(x), int(s), mode), lo), hi)
+                         for x, s in zip(xs, ss)], np.int32)
+        check_batch(drivers[mode], [(f"requant32 [{lo}, {hi}]",
+                                     ("requant32", [xs.size, lo, hi], [xs, ss], np.int32,
+                                      xs.size), want)])
+
+
+#: Shapes that take the kernels' register-blocked paths (four interior frames x two channels,
+#: one frame x four channels, depthwise frame blocks) with their tails: odd and prime channel
+#: counts, strides, dilations, pads on both sides, frames left over after the blocks.
+BLOCK_SHAPES = {
+    "conv1d": [dict(t_in=9, c_in=32, c_out=32, kernel=1, stride=1, dilation=1, groups=1,
+                    pad_l=0, pad_r=0),
+               dict(t_in=14, c_in=33, c_out=7, kernel=3, stride=1, dilation=2, groups=1,
+                    pad_l=2, pad_r=1),
+               dict(t_in=21, c_in=6, c_out=5, kernel=3, stride=2, dilation=1, groups=1,
+                    pad_l=1, pad_r=2),
+               dict(t_in=5, c_in=13, c_out=9, kernel=2, stride=1, dilation=3, groups=1,
+                    pad_l=0, pad_r=0),
+               dict(t_in=12, c_in=32, c_out=32, kernel=3, stride=1, dilation=2, groups=32,
+                    pad_l=0, pad_r=0),
+               dict(t_in=17, c_in=5, c_out=5, kernel=5, stride=2, dilation=4, groups=5,
+                    pad_l=3, pad_r=4),
+               dict(t_in=11, c_in=1, c_out=1, kernel=3, stride=1, dilation=1, groups=1,
+                    pad_l=2, pad_r=0)],
+    "gemm": [dict(m=9, k=48, n=16), dict(m=4, k=7, n=5), dict(m=1, k=33, n=9),
+             dict(m=6, k=1, n=2), dict(m=5, k=2, n=1)],
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(MAIN_CONV_TYPES)
+@pytest.mark.parametrize("family", ["conv1d", "gemm"])
+def test_weighted_blocked_paths(drivers, family, types, mode):
+    cases = []
+    for n, shape in enumerate(BLOCK_SHAPES[family]):
+        for seed in range(6):
+            rng = np.random.default_rng(9000 + 10 * n + seed)
+            lo, hi = rand_act(rng, types.y)
+            p = dict(shape, act_min=lo, act_max=hi)
+            x, w, bias, shift = weighted_data(rng, family, types, p, extreme=seed % 3 == 0,
+                                              big_bias=seed % 3 == 1)
+            cases.append(weighted_case(family, types, x, w, bias, shift, p, mode,
+                                       f"{shape} seed={seed}"))
+    check_batch(drivers[mode], cases)
 
 
 def test_round_shift_examples():

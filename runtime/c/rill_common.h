@@ -77,6 +77,63 @@ static inline int32_t rill_clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* The requantization of a layer's accumulator: round_shift(acc, s) saturated to the output
+ * type and clamped to the activation bounds, as one clamp to [lo, hi] = the output range's ends
+ * clamped to [act_min, act_max] (rill_out_bounds; exact for act_min <= act_max: the composition
+ * is nondecreasing). */
+static inline void rill_out_bounds(int32_t y_min, int32_t y_max, int32_t act_min, int32_t act_max,
+                                   int32_t *lo, int32_t *hi)
+{
+    *lo = rill_clamp(y_min, act_min, act_max);
+    *hi = rill_clamp(y_max, act_min, act_max);
+}
+
+/* The rounding of one output channel's int32 accumulators, set up once per channel
+ * (rill_rq_init) and applied per output (rill_rq_apply): clamp(round_shift(x, s), lo, hi) in
+ * 32-bit arithmetic when 0 < s < 32 (the common case; else through the int64 helper).
+ * q = floor(x / 2^s), r = the low s bits of x; q + 1 exactly when r + 2^(s-1) - 1 + (half even:
+ * q & 1; half up: 1) carries past 2^s (an unsigned sum < 2^32). The floor of a negative x is
+ * ~(~x >> s): no right shift of a negative value, and compilers emit one arithmetic shift. */
+typedef struct {
+    int s;
+    int fast;      /* 0 < s < 32 */
+    uint32_t mask; /* 2^s - 1 */
+    uint32_t bias; /* 2^(s-1) - 1 */
+} rill_rq_t;
+
+static inline rill_rq_t rill_rq_init(int s)
+{
+    rill_rq_t r;
+    r.s = s;
+    r.fast = s > 0 && s < 32;
+    r.mask = r.fast ? ((uint32_t)1 << s) - 1u : 0u;
+    r.bias = r.mask >> 1;
+    return r;
+}
+
+static inline int32_t rill_rq_apply(rill_rq_t r, int32_t x, int32_t lo, int32_t hi)
+{
+    int32_t q;
+    if (!r.fast) {
+        return rill_sat(rill_round_shift(x, r.s), lo, hi);
+    }
+    q = x >= 0 ? x >> r.s : ~(~x >> r.s);
+#if RILL_ROUNDING == 1
+    q += (int32_t)((((uint32_t)x & r.mask) + r.bias + 1u) >> r.s);
+#else
+    q += (int32_t)((((uint32_t)x & r.mask) + r.bias + ((uint32_t)q & 1u)) >> r.s);
+#endif
+    return q < lo ? lo : (q > hi ? hi : q);
+}
+
+/* The requantization of an accumulator of either width (`wide`, a compile-time constant in the
+ * kernels: sizeof(acc) > 4): rill_rq_apply for int32, the int64 helper otherwise. */
+static inline int32_t rill_requant(rill_rq_t r, int64_t acc, int wide, int32_t lo, int32_t hi)
+{
+    return wide ? rill_sat(rill_round_shift(acc, r.s), lo, hi)
+                : rill_rq_apply(r, (int32_t)acc, lo, hi);
+}
+
 /* Round a float to an integer with RILL_ROUNDING, exactly (no double rounding), then saturate
  * to [lo, hi] (an integer type's range: |lo|, |hi| < 2^24, so lo - 1 and hi + 1 are exact
  * floats and every float in between has an exact fraction). NaN gives 0; +-Inf and huge values

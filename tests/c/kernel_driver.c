@@ -27,7 +27,8 @@ enum {
     OP_ROUND_SHIFT = 10,
     OP_ROUND_DIV = 11,
     OP_ROUND_F32_SAT = 12, /* params n lo hi */
-    OP_FLOOR_SHIFT = 13
+    OP_FLOOR_SHIFT = 13,
+    OP_REQUANT32 = 14 /* params n lo hi; arrays x int32, s int32 */
 };
 
 static void rill_die(const char *msg, long record)
@@ -74,6 +75,16 @@ static void rill_call(int32_t op, const int32_t *pr, int32_t np, void **a, int32
         rill_expect(np == 1 && na == 2, record);
         for (i = 0; i < pr[0]; ++i) {
             y[i] = rill_round_div(n[i], d[i]);
+        }
+        break;
+    }
+    case OP_REQUANT32: {
+        const int32_t *x = (const int32_t *)a[0];
+        const int32_t *s = (const int32_t *)a[1];
+        int32_t *y = (int32_t *)out;
+        rill_expect(np == 3 && na == 2, record);
+        for (i = 0; i < pr[0]; ++i) {
+            y[i] = rill_rq_apply(rill_rq_init((int)s[i]), x[i], pr[1], pr[2]);
         }
         break;
     }

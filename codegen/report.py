@@ -168,7 +168,7 @@ def markdown(report: dict) -> str:
              accuracy,
              f"- MACs per call: {r['macs_per_call']:,}",
              f"- weights (flash): {r['weight_bytes']:,} B; state: {r['state_bytes']:,} B "
-             f"(`<name>_t`: {r['instance_bytes']:,} B); "
+             f"(`<name>_t`: {r['instance_bytes']:,} B with the windows' new frames); "
              f"scratch arena: {r['arena_bytes']:,} B (lower bound {r['arena_lower_bound_bytes']:,} B, "
              f"{r['arena_strategy']})",
              f"- data movement per call: {r['copies_per_call']} copies/fills "

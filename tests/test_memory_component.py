@@ -1,6 +1,8 @@
 """RAM in the generated component (contract §4, issue 5): the arena attribute places the arena
 where the caller says, `<name>_t` is exactly `instance_bytes`, report.json counts the copies the C
-makes."""
+makes, and windows kept in `<name>_t` update by one move of their kept frames.
+
+The tutorial TCN at CHUNK 8 has windows of both kinds (in `<name>_t` and in the arena)."""
 from __future__ import annotations
 
 import json
@@ -38,6 +40,18 @@ def test_report_counts_the_copies_the_c_makes(component, report):
     assert report["copied_bytes_per_call"] > 0 and report["inplace_steps"] > 0
     assert report["arena_bytes"] <= 1.05 * report["arena_lower_bound_bytes"]
     assert report["instance_bytes"] >= report["state_bytes"]
+
+
+def test_windows_in_the_instance_update_by_one_move(component, report):
+    """memmove where the kept frames overlap their new place, memcpy where CHUNK >= them."""
+    body = run_body(component)
+    members = re.findall(r"mem(?:move|cpy)\(m->(\w+), m->\1 \+ \d+, \d+\);", body)
+    assert members, "no window kept in the instance"
+    header = (component / "include" / f"{NAME}.h").read_text()
+    for member in members:
+        assert re.search(rf"int8_t {member}\[\d+\] {NAME.upper()}_ALIGN16; /\* kept between "
+                         r"calls: .*then the call's new frames \*/", header)
+    assert "/kept_frames" in body  # and a window in the arena, its kept frames copied in
 
 
 @pytest.mark.parametrize("caller_arena", [False, True])

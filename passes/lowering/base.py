@@ -60,6 +60,11 @@ class LoweringBase:
         self.protected: set[str] = set()  # the program's outputs: always roots of their own
         # views the layout search may turn back into copies (passes/lowering/layouts.py)
         self.views: list[ViewChoice] = []
+        self.windows: set[str] = set()  # state roots holding a window (state + new frames)
+        self.final_steps: list[Step] = []  # window state updates: after every reader
+        # the streaming cut's frame states: read only by their window's Concat
+        self.frame_states = {s.input for s in state_specs(ctx.facts)
+                             if s.kind in ("frames", "mask")}
         self.model_states = {s.input for s in state_specs(ctx.facts) if s.kind == "model"}
 
     def lower(self, node: gs.Node) -> None:
@@ -94,8 +99,10 @@ class LoweringBase:
 
     def viewable(self, name: str) -> bool:
         """Whether a view into `name` keeps its value for as long as a reader needs it: its
-        root is only written once per call (not a state, updated in place or at the end)."""
-        return self.buffers[self.root(name)[0]].role in ("scratch", "input", "output")
+        root is only written once per call (not a recurrent or model state updated in place
+        or at the end; a window writes its state back after every reader)."""
+        root = self.root(name)[0]
+        return self.buffers[root].role in ("scratch", "input", "output") or root in self.windows
 
     def make_view(self, name: str, base: str, offset: int, into: bool) -> None:
         """`name`'s elements become elements `offset`.. of `base` (same dtype and exponent):
@@ -114,13 +121,17 @@ class LoweringBase:
     def perm(self, t: gs.Tensor) -> list[int]:
         return physical_perm(len(static_shape(t)), self.info.get(t.name))
 
-    def emit(self, node: gs.Node, op: str, inputs, outputs, params=None, arrays=None, macs=0):
+    def emit(self, node: gs.Node, op: str, inputs, outputs, params=None, arrays=None, macs=0,
+             final: bool = False):
+        """Append a step (`final`: after every other step of the call, e.g. a window's state
+        update)."""
         moved = [self.buffers[b] for b in list(inputs) + list(outputs)]
         if op in ("copy", "transpose") and len({(b.exp, b.dtype) for b in moved}) > 1:
             raise AssertionError(f"{node_label(node)}: data movement between different exponents "
                                  "or precisions; the qparam propagation missed this op")
-        self.steps.append(Step(op, list(inputs), list(outputs), dict(params or {}),
-                               dict(arrays or {}), node.name, int(macs)))
+        (self.final_steps if final else self.steps).append(
+            Step(op, list(inputs), list(outputs), dict(params or {}), dict(arrays or {}),
+                 node.name, int(macs)))
 
     def require_time_major(self, node: gs.Node, *tensors: gs.Tensor) -> None:
         """1-D window kernels read [T][C]: the last axis must be stored first (or be 1 frame)."""

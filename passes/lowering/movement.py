@@ -21,7 +21,7 @@ class MovementOps:
     def concat(self, node: gs.Node) -> None:
         """Producers write straight into their slot of the output (a view) where they can: a
         scratch root used once here; else a copy (a strided one for inner-axis slots) or, for a
-        constant, a fill."""
+        constant, a fill. A streaming window is laid out in its state (`window`)."""
         y = node.outputs[0]
         shape = static_shape(y)
         axis = int(node.attrs.get("axis", 0)) % len(shape)
@@ -29,6 +29,8 @@ class MovementOps:
             raise RillError(f"{node_label(node)}: Concat inputs are stored in different layouts")
         perm = self.perm(y)
         blocks = int(np.prod([shape[a] for a in perm[:perm.index(axis)]], dtype=np.int64))
+        if blocks == 1 and self.is_window(node):
+            return self.window(node)
         out, offset, row = self.buffer(y), 0, int(np.prod(shape)) // blocks
         placed: set[str] = set()
         for t in node.inputs:
@@ -57,6 +59,28 @@ class MovementOps:
             self.emit(node, "copy", [src], [out], dict(src_offset=0, dst_offset=offset, count=n))
         if placed is not None:
             placed.add(src)
+
+    def is_window(self, node: gs.Node) -> bool:
+        """Concat(state, new frames) of the streaming cut, along the outermost stored axis."""
+        if len(node.inputs) != 2 or node.inputs[0].name not in self.frame_states:
+            return False
+        state = self.buffers[self.buffer(node.inputs[0])]
+        return state.role == "state" and state.view_of is None
+
+    def window(self, node: gs.Node) -> None:
+        """One buffer in `<name>_t` holds the kept frames and, right behind them, the call's new
+        frames, which their producer writes there directly: no Concat copy. The state update
+        (`Slice(window, -L:)`) is then one memmove, after every reader of the window
+        (passes/lowering/layouts.py may move the window to the arena instead)."""
+        state_t, new_t, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        window = self.buffer(y)
+        state = self.buffers[self.buffer(state_t)]
+        if (state.dtype, state.exp) != (self.buffers[window].dtype, self.buffers[window].exp):
+            raise AssertionError(f"{node_label(node)}: the state and its window differ in type")
+        self.buffers[window].role = "state"
+        self.windows.add(window)
+        state.role, state.view_of, state.offset = "view", window, 0
+        self.place(node, new_t, y, window, state.size, self.buffers[window].size - state.size)
 
     def aligned_input(self, node: gs.Node, t: gs.Tensor, y: gs.Tensor) -> str:
         """The buffer a Concat copies input `t` from: `t`'s own, or, where the propagation left
@@ -139,13 +163,15 @@ class MovementOps:
 
     def move(self, node: gs.Node, src: str, dst: str, start: int, count: int) -> None:
         """`dst` = elements `start`.. of `src`: a view (no copy) when `dst` is a fresh scratch
-        buffer and `src` keeps its value while `dst` is read; else a copy."""
+        buffer and `src` keeps its value while `dst` is read; else a copy. A copy into a
+        window's state is its update: after every reader of the window."""
         if src == dst:
             return
         if self.movable(dst) and self.viewable(src):
             self.make_view(dst, src, start, into=False)
             return
-        self.emit(node, "copy", [src], [dst], dict(src_offset=start, dst_offset=0, count=count))
+        self.emit(node, "copy", [src], [dst], dict(src_offset=start, dst_offset=0, count=count),
+                  final=self.root(dst)[0] in self.windows)
 
     def reshape(self, node: gs.Node) -> None:
         self.relayout(node, lambda a: a.reshape(static_shape(node.outputs[0])))

@@ -36,9 +36,11 @@ def lower_graph(ctx: CompileContext, low: LoweringBase) -> Program:
             low.update_model_state(graph.tensors()[s.input], graph.tensors()[s.output])
     for o in outputs:
         output_buffer(low, o)
-    program = Program(low.buffers, low.steps, [x.name], [o.name for o in outputs], states,
-                      ctx.options.target.rounding)
-    program = choose_layouts(program, low.views)  # views, or copies where those need less RAM
+    end = len(low.steps)
+    program = Program(low.buffers, low.steps + low.final_steps, [x.name],
+                      [o.name for o in outputs], states, ctx.options.target.rounding)
+    # views or copies, windows in <name>_t or the arena: whichever needs the least RAM
+    program = choose_layouts(program, low.views, end)
     ctx.facts["program"] = program
     ctx.facts["time_info"] = low.info
     ctx.facts["time_axis"] = resolve_time_axis(graph, ctx.options.time_axis,

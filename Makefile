@@ -58,7 +58,7 @@ fuzz: $(STAMP)
 # reference kernels, streaming vs offline per frame; the issue's goals beside them
 # (bench/rv32/bench_rv32.py; writes bench/results.json; a benchmark, not a test). Needs
 # gcc-riscv64-unknown-elf and picolibc-riscv64-unknown-elf (.ci/run installs them).
-bench: $(STAMP) $(EXAMPLE)
+bench: $(STAMP)
 	$(BIN)/python bench/rv32/bench_rv32.py $(ARGS)
 
 # Arena bytes vs the lower bound, state and instance bytes, copies and MACs per call of every

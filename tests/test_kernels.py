@@ -1130,6 +1130,7 @@ def test_lut(drivers, types, mode):
             want = ref.lut(x, table, mode=mode, out_bits=types.y)
             assert_same(want, table[x.astype(np.int64) + 128], "lut reference")
             cases.append(lut_case(types, x, table, 0, mode))
+            cases.append(lut_case(types, x[: 3 + 2 * i], table, 0, mode, "tail"))
     else:
         for frac_bits in (16, 15, 12, 8, 5, 4, 1, 0):
             for kind in range(3):

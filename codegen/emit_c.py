@@ -77,6 +77,8 @@ class SourceWriter:
         self.p, self.plan, self.iface = program, plan, iface
         self.prefix = iface.name
         self.used: set[str] = set()
+        # the constants of steps that repeat one node's kernel (once per sequence of a batch)
+        self.declared: dict[tuple, dict[str, str]] = {}
         # one member of <name>_t per state root (a state pair's buffer, or the window holding
         # it in front of the call's new frames), named after the pair
         self.state_members: dict[str, str] = {}
@@ -246,6 +248,17 @@ int {p}_selftest(void);
                    for a in spans[:len(reads)] for b in spans[len(reads):])
 
     def step_constants(self, index: int, step: Step) -> tuple[str, dict[str, str]]:
+        """The step's static const arrays and params struct: declared once for the steps of one
+        node that share them (a kernel called once per sequence of a batch)."""
+        key = (step.name, step.op, tuple((k, id(a)) for k, a in step.arrays.items()),
+               repr(sorted(step.params.items())))
+        if key in self.declared:
+            return "", self.declared[key]
+        decl, names = self.declare_constants(index, step)
+        self.declared[key] = names
+        return decl, names
+
+    def declare_constants(self, index: int, step: Step) -> tuple[str, dict[str, str]]:
         base = c_identifier(f"l{index}_{step.name or step.op}", self.used)
         decls, names = [], {}
         c_types = {**C_TYPES, "int64": "int64_t"}  # int64: the bias of a wide accumulator

@@ -12,8 +12,9 @@ from runtime.reference.f32 import TOLERANCE
 
 
 def _stored_axis(info) -> int | None:
-    """The ONNX axis a buffer stores first (after batch), as physical_perm moves it."""
-    return info.axis if info is not None and info.axis > 1 else None
+    """The ONNX axis a buffer stores first (after a rank >= 3 tensor's batch axis 0), as
+    physical_perm orders it; None: stored in ONNX order (no time axis)."""
+    return info.axis if info is not None else None
 
 
 def _finite(x: float) -> float | None:

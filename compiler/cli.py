@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]D0,D1,...",
                    help="pin an input's shape (repeatable); needed for dynamic dims")
     c.add_argument("--time-axis", type=int, default=None,
-                   help="axis of the input that is time (default: the last)")
+                   help="axis of the input that is time, any axis (default: the last of a "
+                        "rank-3/4 input [N, C, T] / [N, C, F, T], axis 0 of a rank-1/2 input "
+                        "[T] / [T, F])")
     c.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="a state pair the model already has (repeatable): input IN is fed the "
                         "previous call's output OUT, zeros at first. Such a model is already a "

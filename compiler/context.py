@@ -22,7 +22,7 @@ class Options:
     bits: int = 8  # 8 or 16: quantized; FLOAT_BITS: float32
     chunk: int | None = None  # None: the smallest legal chunk
     offline: bool = False
-    time_axis: int | None = None  # None: last axis of the time-series input
+    time_axis: int | None = None  # None: streaming_cut.default_time_axis of the input's rank
     calib: np.ndarray | dict[str, np.ndarray] | None = None  # [N, *input_shape] (or .npz arrays)
     calib_path: Path | None = None  # where `calib` came from (for error messages)
     name: str = "model"

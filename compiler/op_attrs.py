@@ -79,7 +79,13 @@ def pad_spec(node: gs.Node) -> tuple[list[int], float, str] | None:
 
 
 def clip_bounds(node: gs.Node) -> tuple[float, float] | None:
-    """(min, max) of a Clip node with constant bounds, else None."""
+    """(min, max) of a Clip node with constant bounds, else None. Clip is min(max(x, min), max):
+    with min > max every value becomes max, so min is lowered to max."""
+    bounds = _clip_bounds(node)
+    return None if bounds is None else (min(bounds), bounds[1])
+
+
+def _clip_bounds(node: gs.Node) -> tuple[float, float] | None:
     lo, hi = float("-inf"), float("inf")
     if "min" in node.attrs or "max" in node.attrs:  # opset < 11
         return float(node.attrs.get("min", lo)), float(node.attrs.get("max", hi))

@@ -90,19 +90,23 @@ class MatMulToGemm(RewriteRule):
 
 
 class CanonicalGemm(RewriteRule):
+    """Any Gemm with a constant B: transA becomes a Transpose of A in front, alpha and transB
+    are folded into W, beta into the bias; a bias C that is not one value per output column
+    (a matrix, or a column) is added after the Gemm (`Add(y, beta * C)`)."""
+
     name = "canonical-gemm"
     anchor_ops = frozenset({"Gemm"})
 
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
         b = const_value(node.inputs[1])
-        if b is None or b.ndim != 2 or int(node.attrs.get("transA", 0)):
+        if b is None or b.ndim != 2 or static_shape(node.inputs[0]) is None:
             return None
         n = b.shape[0] if int(node.attrs.get("transB", 0)) else b.shape[1]
         has_c = len(node.inputs) > 2 and node.inputs[2].name
         c = const_value(node.inputs[2]) if has_c else None
-        if has_c and (c is None or not _is_vector_bias(c, n)):
+        if has_c and c is None:
             return None
-        if _is_canonical(node, c, n):
+        if _is_canonical(node, c, n) and not int(node.attrs.get("transA", 0)):
             return None
         return {"gemm": node, "b": b, "c": c}
 
@@ -112,12 +116,33 @@ class CanonicalGemm(RewriteRule):
         w = m["b"].astype(np.float64)
         w = w if int(g.attrs.get("transB", 0)) else w.T
         n = w.shape[0]
-        bias = np.zeros(n) if m["c"] is None else np.broadcast_to(m["c"].reshape(-1), (n,))
+        if int(g.attrs.get("transA", 0)):
+            g.inputs[0] = self._transposed(graph, g.inputs[0], f"{g.name}/transA")
+        c = m["c"]
+        vector = c is None or _is_vector_bias(c, n)
+        bias = np.zeros(n) if c is None or not vector else np.broadcast_to(c.reshape(-1), (n,))
         while len(g.inputs) > 1:
             del g.inputs[-1]
         g.inputs.append(gs.Constant(unique_name(graph, f"{g.name}/weight"), (alpha * w).astype(np.float32)))
         g.inputs.append(gs.Constant(unique_name(graph, f"{g.name}/bias"), (beta * bias).astype(np.float32)))
         g.attrs = {"transB": 1}
+        if not vector:
+            out = g.outputs[0]
+            product = gs.Variable(unique_name(graph, f"{out.name}.product"), dtype=np.float32,
+                                  shape=out.shape)
+            g.outputs[0] = product
+            graph.nodes.append(gs.Node(
+                "Add", name=unique_name(graph, f"{g.name}/bias_c"), outputs=[out],
+                inputs=[product, gs.Constant(unique_name(graph, f"{g.name}/c"),
+                                             (beta * c).astype(np.float32))]))
+
+    @staticmethod
+    def _transposed(graph: gs.Graph, t: gs.Tensor, name: str) -> gs.Variable:
+        rows, cols = static_shape(t)
+        out = gs.Variable(unique_name(graph, f"{name}.out"), dtype=np.float32, shape=[cols, rows])
+        graph.nodes.append(gs.Node("Transpose", name=unique_name(graph, name), inputs=[t],
+                                   outputs=[out], attrs={"perm": [1, 0]}))
+        return out
 
 
 class FoldBiasAdd(RewriteRule):

@@ -25,7 +25,15 @@ class RemoveIdentity(Pass):
                                 "export the model in eval mode")
             if node.outputs[0] in graph.outputs and (node.inputs[0] in graph.inputs
                                                      or node.inputs[0] in graph.outputs):
-                continue  # the copy is the model's interface: an output distinct from its source
+                # the copy is the model's interface: an output distinct from its source
+                if node.op == "Dropout":  # at inference a Dropout is that copy
+                    node.op, node.attrs = "Identity", {}
+                    while len(node.inputs) > 1:
+                        node.inputs.pop()
+                    while len(node.outputs) > 1:
+                        node.outputs.pop()
+                    changed = True
+                continue
             bypass_node(graph, node)
             changed = True
         n = len(graph.nodes)

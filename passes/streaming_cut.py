@@ -76,17 +76,34 @@ def time_series_input(graph: gs.Graph, states: set[str] = frozenset()) -> gs.Var
     return inputs[0]
 
 
+def default_time_axis(rank: int) -> int:
+    """The time axis when the user names none: the last one of a conv net's [N, C, T] or
+    [N, C, F, T]; axis 0 of a rank-2 input ([T, F]: a sequence of feature frames, as PyTorch
+    RNNs and Linear layers take it unbatched, stored as it is, time-major) and of a rank-1
+    input ([T]: one value per frame; a model over one feature vector [F] compiles with
+    --offline, where the whole vector is one call)."""
+    return rank - 1 if rank >= 3 else 0
+
+
 def resolve_time_axis(graph: gs.Graph, requested: int | None,
-                      states: set[str] = frozenset()) -> int:
+                      states: set[str] = frozenset(), streamed: bool = True) -> int:
+    """The time axis of the time-series input (`--time-axis`, else `default_time_axis`).
+    A stream is one sequence: a rank >= 3 input whose time is not axis 0 has its batch on
+    axis 0, which must be 1 unless the whole window is compiled (--offline)."""
     x = time_series_input(graph, states)
-    rank = len(static_shape(x))
-    axis = rank - 1 if requested is None else requested % rank
-    if rank < 3 or axis < 2:
-        raise RillError(f"input '{x.name}' has shape {list(x.shape)}: expected [N, C, T] or "
-                        "[N, C, F, T] with time on a spatial axis")
-    if static_shape(x)[0] != 1:
-        raise RillError(f"input '{x.name}' has batch {x.shape[0]}; Rill streams one sequence at a "
-                        "time: export or pin it with batch 1 (--input-shape)")
+    shape = static_shape(x)
+    rank = len(shape)
+    if rank == 0:
+        raise RillError(f"input '{x.name}' is a scalar; a time-series input needs a time axis")
+    if requested is not None and not -rank <= requested < rank:
+        raise RillError(f"--time-axis {requested} is not an axis of input '{x.name}' with shape "
+                        f"{list(shape)} (use 0..{rank - 1}, or -{rank}..-1)")
+    axis = default_time_axis(rank) if requested is None else requested % rank
+    if streamed and rank >= 3 and axis > 0 and shape[0] != 1:
+        raise RillError(f"input '{x.name}' has shape {list(shape)}: batch {shape[0]} on axis 0, "
+                        f"time on axis {axis}; Rill streams one sequence at a time: export or "
+                        "pin it with batch 1 (--input-shape), or compile the whole batch with "
+                        "--offline")
     return axis
 
 
@@ -95,7 +112,7 @@ def analyze(ctx: CompileContext, streamed: bool) -> TimeAnalysis:
     graph = ctx.graph
     specs = state_specs(ctx.facts)
     states = {s.input for s in specs}
-    axis = resolve_time_axis(graph, ctx.options.time_axis, states)
+    axis = resolve_time_axis(graph, ctx.options.time_axis, states, not ctx.options.offline)
     seeds: dict[str, TimeInfo | None] = {time_series_input(graph, states).name:
                                          TimeInfo(axis, streamed)}
     for s in specs:

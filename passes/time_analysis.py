@@ -468,12 +468,22 @@ def analyze_time(graph: gs.Graph, seeds: dict[str, TimeInfo | None]) -> TimeAnal
 
 
 def physical_perm(rank: int, info: TimeInfo | None) -> list[int]:
-    """ONNX axes in the order they are stored: time moved right after the (size-1) batch axis."""
+    """ONNX axes in the order they are stored: time first, then the others in ONNX order
+    (contract §4: time-major), except that a tensor of rank >= 3 keeps its axis 0 (the batch)
+    in front of time: a batch of N > 1 sequences (offline only) is stored one sequence after
+    the other, each time-major, so one-sequence kernels run once per sequence at an offset.
+    With batch 1 both orders are the same bytes."""
     axes = list(range(rank))
-    if info is not None and info.axis > 1:
+    if info is not None and info.axis > 0:
         axes.remove(info.axis)
-        axes.insert(1, info.axis)
+        axes.insert(batch_axes(rank, info), info.axis)
     return axes
+
+
+def batch_axes(rank: int, info: TimeInfo | None) -> int:
+    """How many axes are stored in front of time: 1 (the batch) for rank >= 3 tensors whose
+    time is not axis 0, else 0."""
+    return 1 if info is not None and info.axis > 0 and rank >= 3 else 0
 
 
 def physical_shape(shape: tuple[int, ...], info: TimeInfo | None) -> tuple[int, ...]:

@@ -111,7 +111,8 @@ class Program:
     @property
     def weight_bytes(self) -> int:
         """Bytes of the steps' constant arrays (weights, biases, shifts, tables): flash."""
-        return sum(int(a.nbytes) for step in self.steps for a in step.arrays.values())
+        unique = {id(a): a for step in self.steps for a in step.arrays.values()}
+        return sum(int(a.nbytes) for a in unique.values())  # shared by a batch's calls: once
 
     @property
     def state_bytes(self) -> int:

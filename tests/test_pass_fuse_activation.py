@@ -39,6 +39,7 @@ def test_conv_relu_becomes_fused_conv():
     (0.0, 6.0, [0.0, 6.0]),
     (-1.0, 1.0, [-1.0, 1.0]),
     (0.0, None, [0.0, math.inf]),
+    (2.0, 1.0, [1.0, 1.0]),  # min > max: min(max(x, 2), 1) is 1 everywhere
 ])
 def test_conv_clip_becomes_fused_conv_with_clip_params(lo, hi, params):
     m = clip_model(lo, hi)

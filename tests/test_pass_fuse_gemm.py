@@ -94,12 +94,29 @@ def test_second_run_is_a_fixed_point():
     assert_ort_equal(m, ctx)
 
 
-def test_trans_a_gemm_is_left_alone():
-    m = model([node("Gemm", ["x", "W"], ["y"], transA=1)], [("x", [K, M])], [("y", None)],
-              [init("W", weights([K, N]))])
+def test_trans_a_becomes_a_transpose_in_front_of_a_canonical_gemm():
+    m = model([node("Gemm", ["x", "W", "C"], ["y"], transA=1, alpha=0.5, beta=2.0)],
+              [("x", [K, M])], [("y", None)], [init("W", weights([K, N])), init("C", weights([N]))])
     ctx = ctx_for(m)
-    assert not run_pass(FuseGemm(), ctx)
-    assert only(ctx, "Gemm").attrs["transA"] == 1
+    assert run_pass(FuseGemm(), ctx)
+    assert op_types(ctx) == ["Transpose", "Gemm"]
+    assert list(only(ctx, "Transpose").attrs["perm"]) == [1, 0]
+    canonical(only(ctx, "Gemm"))
+    assert_ort_equal(m, ctx)
+
+
+@pytest.mark.parametrize("c_shape", [[M, N], [M, 1]])
+def test_matrix_or_column_bias_is_added_after_the_gemm(c_shape):
+    m = model([node("Gemm", ["x", "W", "C"], ["y"], beta=0.5)],
+              [("x", [M, K])], [("y", None)],
+              [init("W", weights([K, N], 1)), init("C", weights(c_shape, 2))])
+    ctx = ctx_for(m)
+    assert run_pass(FuseGemm(), ctx)
+    assert op_types(ctx) == ["Gemm", "Add"]
+    _, bias = canonical(only(ctx, "Gemm"))
+    np.testing.assert_array_equal(bias, np.zeros(N, np.float32))
+    assert only(ctx, "Add").outputs[0] is ctx.graph.outputs[0]
+    assert_ort_equal(m, ctx)
 
 
 def test_matmul_of_two_activations_is_not_a_gemm():

@@ -101,3 +101,16 @@ def test_identity_of_another_graph_output_keeps_both_outputs():
     run_pass(RemoveIdentity(), ctx, check_equivalence=False)
     assert sorted(t.name for t in ctx.graph.outputs) == ["r", "y"]
     assert_ort_equal(m, ctx)
+
+
+@pytest.mark.parametrize("extra", [[], ["ratio"]])
+def test_dropout_from_input_to_output_becomes_the_identity_copy(extra):
+    inits = [init("ratio", 0.5)] if extra else []
+    m = model([node("Dropout", ["x", *extra], ["y", "mask"])], [("x", SHAPE)], [("y", SHAPE)],
+              inits)
+    ctx = ctx_for(m)
+    assert run_pass(RemoveIdentity(), ctx, check_equivalence=False)
+    assert op_types(ctx) == ["Identity"]
+    ident = ctx.graph.nodes[0]
+    assert [t.name for t in ident.inputs] == ["x"] and [t.name for t in ident.outputs] == ["y"]
+    assert_ort_equal(m, ctx)

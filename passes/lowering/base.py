@@ -12,7 +12,7 @@ from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from passes.streaming_cut import state_specs
 from passes.tables import TABLE_OPS
-from passes.time_analysis import TimeInfo, physical_perm, physical_shape, reduce_axes
+from passes.time_analysis import TimeInfo, batch_axes, physical_perm, physical_shape, reduce_axes
 from passes.lowering.layouts import ViewChoice
 from runtime.ir import FLOAT32, Buffer, Step
 from runtime.reference.kernels import round_to_int
@@ -132,6 +132,54 @@ class LoweringBase:
         (self.final_steps if final else self.steps).append(
             Step(op, list(inputs), list(outputs), dict(params or {}), dict(arrays or {}),
                  node.name, int(macs)))
+
+    def emit_sequences(self, node: gs.Node, op: str, x: gs.Tensor, y: gs.Tensor, params,
+                       arrays=None, macs: int = 0) -> None:
+        """A kernel that runs one sequence ([T][C], [T][C][F]), called once per sequence of a
+        batch: a rank >= 3 tensor stores its batch axis 0 in front of time (physical_perm), so
+        sequence i is elements i*size/N.. of the buffer. The calls share their constants."""
+        n = static_shape(x)[0]
+        if static_shape(y)[0] != n:
+            raise RillError(f"{node_label(node)}: input and output batches differ")
+        xb, yb = self.buffer(x), self.buffer(y)
+        if n == 1:
+            return self.emit(node, op, [xb], [yb], params, arrays, macs)
+        for i in range(n):
+            self.emit(node, op, [self.sequence_view(xb, i, n)], [self.sequence_view(yb, i, n)],
+                      params, arrays, macs)
+
+    def sequence_view(self, name: str, i: int, n: int) -> str:
+        """Sequence `i` of the `n` stored one after another in buffer `name` (a view)."""
+        whole = self.buffers[name]
+        view = f"{name}.seq{i}"
+        self.buffers[view] = Buffer(view, whole.shape[1:], whole.dtype, whole.exp, "view",
+                                    view_of=name, offset=i * (whole.size // n))
+        return view
+
+    def in_onnx_order(self, node: gs.Node, t: gs.Tensor) -> str:
+        """`t`'s buffer, or (for a kernel that reads its operand in ONNX axis order, e.g. the
+        rows of a Gemm, when time is stored first) a transposed copy of it in ONNX order."""
+        if self.stored_in_onnx_order(t):
+            return self.buffer(t)
+        name = f"{t.name}/onnx_order"
+        if name not in self.buffers:
+            src = self.buffers[self.buffer(t)]
+            shape = static_shape(t)
+            self.buffers[name] = Buffer(name, tuple(shape), src.dtype, src.exp, "scratch")
+            stored = [a for a in self.perm(t) if shape[a] != 1]
+            wanted = [a for a in range(len(shape)) if shape[a] != 1]
+            if len(stored) > 4:
+                raise RillError(f"{node_label(node)}: '{t.name}' would need a transpose of "
+                                f"{len(stored)} axes; the kernel supports 4")
+            self.emit(node, "transpose", [src.name], [name],
+                      dict(rank=len(stored), in_shape=[shape[a] for a in stored],
+                           perm=[stored.index(a) for a in wanted]))
+        return name
+
+    def time_position(self, t: gs.Tensor) -> int:
+        """Where time is in `t`'s stored shape (0 when it has no time axis)."""
+        info = self.info.get(t.name)
+        return batch_axes(len(static_shape(t)), info) if info is not None else 0
 
     def require_time_major(self, node: gs.Node, *tensors: gs.Tensor) -> None:
         """1-D window kernels read [T][C]: the last axis must be stored first (or be 1 frame)."""

@@ -52,16 +52,16 @@ class ElementwiseOps:
         x, y = node.inputs[0], node.outputs[0]
         params = avgpool1d_geometry(node)
         self.require_time_major(node, x, y)
-        self.emit(node, "avgpool1d", [self.buffer(x)], [self.buffer(y)],
-                  dict(params, shift=self.exp(y) - self.exp(x)))
+        self.emit_sequences(node, "avgpool1d", x, y,
+                            dict(params, shift=self.exp(y) - self.exp(x)))
 
     def maxpool(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         params = maxpool1d_geometry(node)
         self.require_time_major(node, x, y)
-        self.emit(node, "maxpool1d", [self.buffer(x)], [self.buffer(y)],
-                  dict(params, pad_value=self.quantize_scalar(pad_value(node), x),
-                       shift=self.exp(y) - self.exp(x)))
+        self.emit_sequences(node, "maxpool1d", x, y,
+                            dict(params, pad_value=self.quantize_scalar(pad_value(node), x),
+                                 shift=self.exp(y) - self.exp(x)))
 
     def reduce(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -81,7 +81,7 @@ class ElementwiseOps:
     def mask_frames(self, node: gs.Node) -> None:
         x, flags, y = node.inputs[0], node.inputs[1], node.outputs[0]
         stored = physical_shape(static_shape(x), self.info.get(x.name))
-        frames = stored[1] if len(stored) > 1 else 1
+        frames = stored[self.time_position(x)]
         self.emit(node, "mask_frames", [self.buffer(x), self.buffer(flags)], [self.buffer(y)],
                   dict(frames=frames, inner=int(np.prod(stored)) // frames,
                        pad=self.quantize_scalar(float(node.attrs["value"]), x)))

@@ -88,9 +88,9 @@ class FloatWeightedOps:
         w, b, act = self.float_layer(node, const_value(node.inputs[1]))
         params = dict(conv1d_geometry(node, w.shape), **act)
         self.require_time_major(node, x, y)
-        self.emit(node, "conv1d", [self.buffer(x)], [self.buffer(y)], params,
-                  dict(w=np.ascontiguousarray(w.transpose(0, 2, 1)), bias=b),
-                  macs=static_shape(y)[2] * int(np.prod(w.shape)))
+        self.emit_sequences(node, "conv1d", x, y, params,
+                            dict(w=np.ascontiguousarray(w.transpose(0, 2, 1)), bias=b),
+                            macs=static_shape(y)[2] * int(np.prod(w.shape)))
 
     def conv2d(self, node: gs.Node) -> None:
         """[1, C, F, T] with time last, stored [T][C][F]; weights to [co][kt][kf][cg]."""
@@ -99,16 +99,18 @@ class FloatWeightedOps:
             raise RillError(f"{node_label(node)}: a 2-D convolution needs time on the last axis")
         w, b, act = self.float_layer(node, const_value(node.inputs[1]))
         _, _, f_out, t_out = static_shape(y)
-        self.emit(node, "conv2d", [self.buffer(x)], [self.buffer(y)],
-                  dict(conv2d_geometry(node, w.shape), **act),
-                  dict(w=np.ascontiguousarray(w.transpose(0, 3, 2, 1)), bias=b),
-                  macs=t_out * f_out * int(np.prod(w.shape)))
+        self.emit_sequences(node, "conv2d", x, y,
+                            dict(conv2d_geometry(node, w.shape), **act),
+                            dict(w=np.ascontiguousarray(w.transpose(0, 3, 2, 1)), bias=b),
+                            macs=t_out * f_out * int(np.prod(w.shape)))
 
     def gemm(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         w, b, act = self.float_layer(node, const_value(node.inputs[1]))
         m, k = static_shape(x)
-        self.emit(node, "gemm", [self.buffer(x)], [self.buffer(y)],
+        if not self.stored_in_onnx_order(y):
+            raise RillError(f"{node_label(node)}: the output rows are stored time-major")
+        self.emit(node, "gemm", [self.in_onnx_order(node, x)], [self.buffer(y)],
                   dict(m=m, k=k, n=w.shape[0], **act), dict(w=w, bias=b),
                   macs=m * int(np.prod(w.shape)))
 
@@ -117,9 +119,9 @@ class FloatWeightedOps:
         w, b, act = self.float_layer(node, out_channel_weights(node))  # [c_out, k, cg]
         params = conv_transpose1d_geometry(node, w.shape)
         self.require_time_major(node, x, y)
-        self.emit(node, "conv_transpose1d", [self.buffer(x)], [self.buffer(y)],
-                  dict(params, **act), dict(w=w, bias=b),
-                  macs=params["t_in"] * int(np.prod(w.shape)))
+        self.emit_sequences(node, "conv_transpose1d", x, y,
+                            dict(params, **act), dict(w=w, bias=b),
+                            macs=params["t_in"] * int(np.prod(w.shape)))
 
 
 class FloatElementwiseOps:
@@ -140,14 +142,14 @@ class FloatElementwiseOps:
         x, y = node.inputs[0], node.outputs[0]
         params = avgpool1d_geometry(node)
         self.require_time_major(node, x, y)
-        self.emit(node, "avgpool1d", [self.buffer(x)], [self.buffer(y)], params)
+        self.emit_sequences(node, "avgpool1d", x, y, params)
 
     def maxpool(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         params = maxpool1d_geometry(node)
         self.require_time_major(node, x, y)
-        self.emit(node, "maxpool1d", [self.buffer(x)], [self.buffer(y)],
-                  dict(params, pad_value=pad_value(node)))
+        self.emit_sequences(node, "maxpool1d", x, y,
+                            dict(params, pad_value=pad_value(node)))
 
     def reduce(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -161,7 +163,7 @@ class FloatElementwiseOps:
     def mask_frames(self, node: gs.Node) -> None:
         x, flags, y = node.inputs[0], node.inputs[1], node.outputs[0]
         stored = physical_shape(static_shape(x), self.info.get(x.name))
-        frames = stored[1] if len(stored) > 1 else 1
+        frames = stored[self.time_position(x)]
         self.emit(node, "mask_frames", [self.buffer(x), self.buffer(flags)], [self.buffer(y)],
                   dict(frames=frames, inner=int(np.prod(stored)) // frames,
                        pad=float(node.attrs["value"])))

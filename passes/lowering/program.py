@@ -44,7 +44,8 @@ def lower_graph(ctx: CompileContext, low: LoweringBase) -> Program:
     ctx.facts["program"] = program
     ctx.facts["time_info"] = low.info
     ctx.facts["time_axis"] = resolve_time_axis(graph, ctx.options.time_axis,
-                                               state_input_names(ctx.facts))
+                                               state_input_names(ctx.facts),
+                                               streamed=not ctx.options.offline)
     return program
 
 

@@ -86,16 +86,21 @@ class WeightedOps:
         params = dict(conv1d_geometry(node, w.shape), act_min=lo, act_max=hi)
         self.require_time_major(node, x, y)
         arrays = dict(w=np.ascontiguousarray(qw.transpose(0, 2, 1)), bias=qb, shift=shift)
-        self.emit(node, "conv1d", [self.buffer(x)], [self.buffer(y)], params, arrays,
-                  macs=static_shape(y)[2] * w.shape[0] * w.shape[2] * w.shape[1])
+        self.emit_sequences(node, "conv1d", x, y, params, arrays,
+                            macs=static_shape(y)[2] * w.shape[0] * w.shape[2] * w.shape[1])
 
     def gemm(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
         w = const_value(node.inputs[1])
+        if w is None:
+            raise RillError(f"{node_label(node)}: a product of two activations has no kernel yet "
+                            "(the second operand must be a constant)")
         qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
         m, k = static_shape(x)
         n = w.shape[0]
-        self.emit(node, "gemm", [self.buffer(x)], [self.buffer(y)],
+        if not self.stored_in_onnx_order(y):
+            raise RillError(f"{node_label(node)}: the output rows are stored time-major")
+        self.emit(node, "gemm", [self.in_onnx_order(node, x)], [self.buffer(y)],
                   dict(m=m, k=k, n=n, act_min=lo, act_max=hi),
                   dict(w=qw, bias=qb, shift=shift), macs=m * k * n)
 
@@ -109,8 +114,8 @@ class WeightedOps:
         params = dict(conv2d_geometry(node, w.shape), act_min=lo, act_max=hi)
         arrays = dict(w=np.ascontiguousarray(qw.transpose(0, 3, 2, 1)), bias=qb, shift=shift)
         _, _, f_out, t_out = static_shape(y)
-        self.emit(node, "conv2d", [self.buffer(x)], [self.buffer(y)], params, arrays,
-                  macs=t_out * f_out * int(np.prod(w.shape)))
+        self.emit_sequences(node, "conv2d", x, y, params, arrays,
+                            macs=t_out * f_out * int(np.prod(w.shape)))
 
     def conv_transpose(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -118,6 +123,6 @@ class WeightedOps:
         params = conv_transpose1d_geometry(node, w.shape)
         self.require_time_major(node, x, y)
         qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
-        self.emit(node, "conv_transpose1d", [self.buffer(x)], [self.buffer(y)],
-                  dict(params, act_min=lo, act_max=hi), dict(w=qw, bias=qb, shift=shift),
-                  macs=params["t_in"] * int(np.prod(w.shape)))
+        self.emit_sequences(node, "conv_transpose1d", x, y,
+                            dict(params, act_min=lo, act_max=hi), dict(w=qw, bias=qb, shift=shift),
+                            macs=params["t_in"] * int(np.prod(w.shape)))

@@ -6,9 +6,10 @@ promotion can mean int16 activations with int16 weights, or int16 activations wi
 (half the flash), whichever buys more SNR per byte.
 
 The search is measured, not modeled: every candidate promotion is compiled and simulated
-bit-exactly on the calibration data once; promotions are then taken in order of noise removed
-per added byte, re-measuring after each, until the target holds; finally promotions that the
-target no longer needs (most expensive first) are dropped again.
+bit-exactly once, on a subset of the calibration data (an estimate is enough to order them,
+and ranking is most of the search's time); promotions are then taken in order of noise removed
+per added byte, re-measuring on all the calibration data after each, until the target holds;
+finally promotions that the target no longer needs (most expensive first) are dropped again.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from runtime.ir import Program
+
+RANK_SAMPLES = 16  # calibration inputs the candidates are ranked on (all of them decide)
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,14 @@ def noise(snr_db: float) -> float:
 
 
 class PrecisionSearch:
-    """Greedy measured search over promotions; `evaluate` compiles and simulates one config."""
+    """Greedy measured search over promotions; `evaluate` compiles and simulates one config,
+    `estimate` (default: `evaluate`) does so more cheaply, to rank the candidates."""
 
     def __init__(self, evaluate: Callable[[list[Promotion]], Evaluation],
-                 candidates: list[Promotion], *, progress: Callable[[str], None] = lambda s: None):
+                 candidates: list[Promotion], *, progress: Callable[[str], None] = lambda s: None,
+                 estimate: Callable[[list[Promotion]], Evaluation] | None = None):
         self.evaluate_config = evaluate
+        self.estimate_config = estimate or evaluate
         self.candidates = candidates
         self.progress = progress
         self.count = 0
@@ -77,6 +83,10 @@ class PrecisionSearch:
     def evaluate(self, config: list[Promotion]) -> Evaluation:
         self.count += 1
         return self.evaluate_config(config)
+
+    def estimate(self, config: list[Promotion]) -> Evaluation:
+        self.count += 1
+        return self.estimate_config(config)
 
     def run(self, target_db: float, base: list[Promotion], all_int16: list[Promotion]
             ) -> SearchResult:
@@ -103,11 +113,14 @@ class PrecisionSearch:
 
     def rank(self, candidates: list[Promotion], chosen: list[Promotion], current: Evaluation
              ) -> list[Promotion]:
-        """Candidates by noise removed per added byte, each measured on top of `chosen`."""
+        """Candidates by noise removed per added byte, each estimated on top of `chosen`
+        (`current`, re-estimated when estimates and evaluations differ)."""
+        if self.estimate_config is not self.evaluate_config:
+            current = self.estimate(chosen)
         scored = []
         for i, cand in enumerate(candidates):
             self.progress(f"snr-target: measuring {cand.label()} ({i + 1}/{len(candidates)})")
-            e = self.evaluate(chosen + [cand])
+            e = self.estimate(chosen + [cand])
             gain = noise(current.snr_db) - noise(e.snr_db)
             added = max(e.cost_bytes - current.cost_bytes, 1)
             self.trace.append({"measure": cand.label(), "snr_db": round(e.snr_db, 2),

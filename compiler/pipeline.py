@@ -23,8 +23,8 @@ from compiler.float_check import (OnnxReference, float_inputs, reference_errors,
                                   verify_c_float)
 from compiler.layer_snr import layer_snr, layer_snr_per_call, max_abs_error
 from compiler.host_build import build_host, run_host, run_selftest
-from compiler.mixed_precision import (Evaluation, PrecisionSearch, Promotion, SearchResult,
-                                     program_bytes)
+from compiler.mixed_precision import (RANK_SAMPLES, Evaluation, PrecisionSearch, Promotion,
+                                      SearchResult, program_bytes)
 from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration, runtime_inputs
 from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
@@ -179,13 +179,16 @@ class Compilation:
             p.run(ctx)
         return ctx.facts["program"]
 
-    def search_precision(self, snr: Callable[[Program], float]) -> SearchResult:
-        """--snr-target: the cheapest measured set of int16 promotions reaching the target."""
+    def search_precision(self, snr: Callable[[Program, np.ndarray], float],
+                         data: np.ndarray) -> SearchResult:
+        """--snr-target: the cheapest measured set of int16 promotions reaching the target
+        (`snr(program, data)` on the calibration data; candidates are ranked on a subset)."""
         ctx = self.ctx
+        subset = data[::max(1, -(-len(data) // RANK_SAMPLES))]
 
-        def evaluate(config: list[Promotion]) -> Evaluation:
+        def evaluate(config: list[Promotion], on: np.ndarray = data) -> Evaluation:
             prog = self.requantize(config)
-            return Evaluation(snr(prog), program_bytes(prog))
+            return Evaluation(snr(prog, on), program_bytes(prog))
 
         layers = layer_nodes(ctx.graph)
         x = time_series_input(ctx.graph, state_input_names(ctx.facts))
@@ -194,7 +197,9 @@ class Compilation:
                                    if n.op in WEIGHTED_OPS]
         base = [Promotion(name) for name in ctx.options.int16_layers]
         ctx.facts["skip_refine"] = True  # refine the chosen configuration only
-        search = PrecisionSearch(evaluate, candidates, progress=ctx.progress)
+        search = PrecisionSearch(evaluate, candidates, progress=ctx.progress,
+                                 estimate=(lambda c: evaluate(c, subset))
+                                 if len(subset) < len(data) else None)
         result = search.run(ctx.options.snr_target, base, everything)
         ctx.facts["skip_refine"] = False
         self.requantize(result.promotions)
@@ -245,7 +250,8 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     if options.snr_target is not None:
         log(f"searching int16 promotions for {options.snr_target} dB")
         search = comp.search_precision(
-            lambda prog: calibration_snr(prog, layout, offline_model, stream, options.calib))
+            lambda prog, data: calibration_snr(prog, layout, offline_model, stream, data),
+            options.calib)
     program = ctx.facts["program"]
     plan = plan_memory(program)
     check_memory_fits(program, plan, options)

@@ -1448,6 +1448,9 @@ def test_round_shift(drivers, mode):
     xs, ss = _shift_samples(np.random.default_rng(8000))
     exact = np.array([_exact_shift(int(x), int(s), mode) for x, s in zip(xs, ss)], dtype=np.int64)
     assert_same(ref.round_shift(xs, ss, mode), exact, "round_shift reference vs Fraction")
+    right = (ss >= 1) & (ss <= 63)  # the reference's short path: right shifts only
+    assert_same(ref.round_shift(xs[right], ss[right], mode), exact[right],
+                "round_shift reference (right shifts only) vs Fraction")
     floor = np.array([int(x) >> int(s) for x, s in zip(xs, ss) if 0 <= s <= 63], dtype=np.int64)
     keep = (ss >= 0) & (ss <= 63)
     check_batch(drivers[mode], [

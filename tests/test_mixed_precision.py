@@ -60,3 +60,27 @@ def test_a_met_target_promotes_nothing_and_user_promotions_stay():
 
 def test_noise_is_the_inverse_of_snr():
     assert math.isclose(noise(30.0), 1e-3)
+
+
+def test_estimates_rank_and_evaluations_decide():
+    """With a cheaper `estimate` (e.g. a calibration subset) candidates are ranked on estimates
+    only; every promotion and drop is decided on full evaluations."""
+    calls = {"evaluate": [], "estimate": []}
+
+    def full(config):
+        calls["evaluate"].append(config)
+        return evaluate(config)
+
+    def rough(config):  # the subset overstates d's noise: d ranks first, the result is the same
+        calls["estimate"].append(config)
+        e = evaluate(config)
+        extra = 0.0 if any(p.layer == "d" for p in config) else 3e-3
+        return Evaluation(-10 * math.log10(noise(e.snr_db) + extra), e.cost_bytes)
+
+    target = -10 * math.log10(4e-4 + 2e-6)
+    result = PrecisionSearch(full, candidates(), estimate=rough).run(target, [], candidates())
+    assert {p.layer for p in result.promotions} == {"a", "d"}
+    assert len(calls["estimate"]) == 1 + len(LAYERS)  # the baseline, then every candidate
+    assert result.evaluations == len(calls["evaluate"]) + len(calls["estimate"])
+    promoted = [c for c in calls["evaluate"] if len(c) == 1]
+    assert promoted[0][0].layer == "d"  # the estimates' order, confirmed by an evaluation

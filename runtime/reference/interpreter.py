@@ -184,10 +184,13 @@ def run_program(program: Program, inputs: dict[str, np.ndarray], state: dict[str
 
 def run_stream(program: Program, chunks: list[np.ndarray],
                trace: Callable[[dict[str, np.ndarray]], None] | None = None) -> list[np.ndarray]:
-    """Feed quantized input chunks call by call from the initial state; one output per call."""
+    """Feed quantized input chunks call by call from the initial state; one output per call.
+
+    The buffers are allocated once and live across calls, as the C arena does."""
     state = initial_state(program)
+    mem = allocate(program)
     results = []
     for chunk in chunks:
-        outs, state = run_program(program, {program.inputs[0]: chunk}, state, trace)
+        outs, state = run_program(program, {program.inputs[0]: chunk}, state, trace, mem)
         results.append(outs[program.outputs[0]])
     return results

@@ -206,6 +206,8 @@ def round_shift(x, s, mode: str) -> np.ndarray:
     _check_mode(mode)
     x = _i64(x)
     s = _i64(s)
+    if s.size and 1 <= s.min() and s.max() <= 63:  # the common case: right shifts only
+        return _round_right_shift(x, s, mode)
     x, s = np.broadcast_arrays(x, s)
     sr = np.clip(s, 1, 63)
     q = np.right_shift(x, sr)  # arithmetic shift: floor(x / 2^s)
@@ -227,6 +229,18 @@ def round_shift(x, s, mode: str) -> np.ndarray:
     out = np.where(s > 0, right, left)
     out = np.where(s > 63, np.int64(0), out)
     return out.astype(np.int64)
+
+
+def _round_right_shift(x: np.ndarray, s: np.ndarray, mode: str) -> np.ndarray:
+    """round_shift for 1 <= s <= 63: floor shift, then +1 when the dropped bits round up."""
+    q = np.right_shift(x, s)
+    r = x - np.left_shift(q, s)  # the dropped low bits, 0 <= r < 2^s (wraps exactly for s = 63)
+    half = np.left_shift(np.int64(1), s - 1)
+    if mode == "half_up":
+        up = r >= half
+    else:
+        up = (r > half) | ((r == half) & ((q & 1) == 1))
+    return np.asarray(q + up)
 
 
 def round_div(n, d, mode: str) -> np.ndarray:

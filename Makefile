@@ -24,7 +24,7 @@ help:
 	@echo "make compile [MODEL=m.onnx] [TARGET=esp32p4|esp32s3] [CHUNK=n] [CALIB=c.npy] [BITS=8|16|32] [OUT=build] [OFFLINE=1]"
 	@echo "             BITS=32: float32, no quantization and no calibration"
 	@echo "make test     run the test suite"
-	@echo "make fuzz     property-based streaming fuzz (RILL_FUZZ=1: many random conv stacks)"
+	@echo "make fuzz     property-based fuzz (RILL_FUZZ=1): many random conv stacks streamed, many mutated models compiled"
 	@echo "make bench        RV32IMAFC instructions per MAC of the kernels and example models vs a plain-loop reference (bench/results.json)"
 	@echo "make bench-memory arena vs its lower bound and bytes copied per call, every example/test model (int8/int16)"
 	@echo "make bench-quant  output SNR of Rill vs ESP-PPQ (int8/int16, esp32p4/esp32s3; ESP-PPQ in .venv-ppq)"
@@ -51,7 +51,7 @@ test: $(STAMP) $(EXAMPLE) $(EXAMPLE_CALIB)
 	$(BIN)/python -m pytest -n 2 tests
 
 fuzz: $(STAMP)
-	RILL_FUZZ=1 $(BIN)/python -m pytest -n 2 tests/test_streaming_fuzz.py
+	RILL_FUZZ=1 $(BIN)/python -m pytest -n 2 tests/test_streaming_fuzz.py tests/test_mutation_fuzz.py
 
 # Instructions per MAC on the ESP32-P4's base ISA (RV32IMAFC in the unicorn emulator) of the int8
 # kernel families on realistic shapes and of the example models per chunk, against plain-loop

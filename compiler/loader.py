@@ -1,6 +1,7 @@
 """Front end: read an ONNX file into a checked, shape-pinned model."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,28 @@ def check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
     if bad:
         raise RillError(f"{path.name}: weights contain NaN or Inf; re-export the model from a "
                         "trained checkpoint", bad)
+
+
+def check_onnxruntime_runs(model: onnx.ModelProto, path: Path) -> None:
+    """onnxruntime is Rill's float reference (calibration, verification): a model it cannot
+    load or run once (a Conv with both auto_pad and pads, a bias or weight that does not match
+    its input's channels: things onnx.checker lets through) cannot be compiled and verified, so
+    say so up front instead of failing in the middle of the pipeline."""
+    from compiler.ort import random_feeds, session
+    try:
+        sess = session(model)
+        sess.run(None, random_feeds(model))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's exception types are not public
+        raise RillError(f"{path}: onnxruntime (Rill's float reference) cannot run the model: "
+                        f"{onnxruntime_reason(exc)}; fix or re-export the model") from None
+
+
+def onnxruntime_reason(exc: Exception) -> str:
+    """onnxruntime's message without its error-code prefix and C++ source locations."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"/onnxruntime_src/\S+ (\S+\([^)]*\)( \[with [^\]]*\])? )?", "", text)
+    return text.strip() or type(exc).__name__
 
 
 def parse_input_shape(text: str) -> tuple[str | None, list[int]]:

@@ -5,9 +5,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-# Rill reports problems itself; onnxruntime's optimizer chatter (also from the sessions that
-# onnx-graphsurgeon's constant folding opens) would only bury them.
-ort.set_default_logger_severity(3)
+# Rill reports problems itself (onnxruntime's errors arrive as exceptions too); onnxruntime's
+# log lines (also from the sessions that onnx-graphsurgeon's constant folding opens) would only
+# bury them: fatal only.
+ort.set_default_logger_severity(4)
 
 _NP_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
              onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32,
@@ -17,7 +18,7 @@ _NP_TYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.flo
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 

@@ -25,7 +25,8 @@ from compiler.layer_snr import layer_snr, layer_snr_per_call, max_abs_error
 from compiler.host_build import build_host, run_host, run_selftest
 from compiler.mixed_precision import (RANK_SAMPLES, Evaluation, PrecisionSearch, Promotion,
                                       SearchResult, program_bytes)
-from compiler.loader import load_onnx, pin_input_shapes, pins_from_calibration, runtime_inputs
+from compiler.loader import (check_onnxruntime_runs, load_onnx, pin_input_shapes,
+                             pins_from_calibration, runtime_inputs)
 from compiler.ort import session
 from compiler.pass_manager import Pass, PassManager
 from compiler.sensitivity import layer_sensitivity
@@ -124,6 +125,7 @@ def load_graph(path: Path, options: Options, input_shapes: list,
                 warn(f"input '{name}' has dynamic dims; pinned to {shape} from the calibration "
                      "data (use --input-shape to choose)")
     pin_input_shapes(model, input_shapes, path)
+    check_onnxruntime_runs(model, path)
     graph = import_model(model)
     options.state_pairs = resolve_state_pairs(graph, options.state_pairs)
     if options.state_pairs and options.offline:

@@ -17,6 +17,7 @@ import onnx_graphsurgeon as gs
 from compiler.errors import RillError
 from compiler.graph import node_label, static_shape
 from compiler.op_attrs import clip_bounds
+from passes.lowering.arithmetic import check_shifts
 from passes.lowering.geometry import avgpool1d_geometry, maxpool1d_geometry
 from passes.quant_rules import SOFTMAX_EXP, SOFTMAX_FINEST_EXP
 from passes.tables import lut_plan, pow_exponent
@@ -43,6 +44,7 @@ class ElementwiseOps:
         a, b, y = self.add_operands(node)
         ea, eb, ey = self.exp(a), self.exp(b), self.exp(y)
         ec = min(ea, eb)
+        check_shifts(node, "add", ea - ec, eb - ec, ey - ec)
         lo, hi = self.qrange(y)
         self.emit(node, "add", [self.buffer(a), self.buffer(b)], [self.buffer(y)],
                   dict(n=int(np.prod(static_shape(y))), shift_a=ea - ec, shift_b=eb - ec,

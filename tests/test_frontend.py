@@ -10,6 +10,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from compiler.cli import main
+from conftest import run_cli
 from compiler.graph import to_runnable
 from compiler.ort import run_model
 from compiler.pipeline import float_passes
@@ -37,6 +38,27 @@ def test_external_data_is_read(tmp_path: Path):
     report = compile_ok(model_dir / "tcn_ext.onnx", tmp_path / "out", "--calib",
                         str(tmp_path / "calib.npy"), "--no-verify")
     assert report["weight_bytes"] > 5000
+
+
+def test_missing_or_short_external_data_is_a_clear_error(tmp_path: Path):
+    """Contract §5: the weights file next to the .onnx is gone, or cut short."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    onnx.save(build_tcn("default", 0), str(model_dir / "tcn_ext.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="tcn_ext.data", size_threshold=0)
+    data = model_dir / "tcn_ext.data"
+    full = data.read_bytes()
+    for damage in ("missing", "truncated"):
+        if damage == "missing":
+            data.unlink()
+        else:
+            data.write_bytes(full[: len(full) // 2])
+        out = tmp_path / f"out_{damage}"
+        rc, _, err = run_cli(["compile", model_dir / "tcn_ext.onnx", "--out", out])
+        assert rc == 1, (damage, err)
+        assert err.startswith("rill: error:") and "tcn_ext" in err and "Traceback" not in err
+        assert "external" in err, err
+        assert not out.exists() or not any(out.iterdir())
 
 
 def test_dump_passes_writes_one_model_per_pass(tmp_path: Path):

@@ -257,3 +257,83 @@ def test_batched_recurrent_layer_is_refused_naming_it(tmp_path):
               [init("W", weights([1, gates * H, F], 1)), init("R", weights([1, gates * H, H], 2))])
     with pytest.raises(RillError, match="rnn"):
         compile_case(tmp_path, m, "gru_batch", bits=32, offline=True, time_axis=0)
+
+
+# --------------------------------------------------------------------------- other axis orders
+
+def layout_case(kind: str) -> tuple[onnx.ModelProto, tuple[int, ...]]:
+    """Ops whose kernels need an axis innermost or axes contiguous, on tensors stored
+    time-major: each is computed over a transposed copy (or written in the stored order)."""
+    if kind == "softmax_axis0":  # [3, 4, 5] stored [3][5][4]: axis 0 is outermost
+        return model([node("Softmax", ["x"], ["y"], axis=0)], [("x", [3, 4, 5])],
+                     [("y", None)]), (3, 4, 5)
+    if kind == "softmax_axis2":  # the time axis, stored second
+        return model([node("Softmax", ["x"], ["y"], axis=2)], [("x", [3, 4, 5])],
+                     [("y", None)]), (3, 4, 5)
+    if kind == "reduce_mean_0_1":  # reduced axes apart in storage ([3][5][4]), keepdims=0
+        return model([node("ReduceMean", ["x", "axes"], ["y"], keepdims=0)], [("x", [3, 4, 5])],
+                     [("y", None)], [ints("axes", [0, 1])]), (3, 4, 5)
+    if kind == "global_pool_2d":  # [1, C, F, T] stored [T][C][F]: F and T are not contiguous
+        return model([node("GlobalAveragePool", ["x"], ["y"])], [("x", [1, 3, 5, T])],
+                     [("y", None)]), (1, 3, 5, T)
+    if kind.startswith("concat_const"):  # an activation and a constant stored apart
+        axis = int(kind[-1])
+        shape = [2, 3, 4]
+        other = [d if i != axis else 2 for i, d in enumerate(shape)]
+        return model([node("Concat", ["x", "c"], ["y"], axis=axis)], [("x", shape)],
+                     [("y", None)], [init("c", weights(other, 7))]), tuple(shape)
+    raise KeyError(kind)
+
+
+LAYOUT_CASES = ["softmax_axis0", "softmax_axis2", "reduce_mean_0_1", "global_pool_2d",
+                "concat_const0", "concat_const1", "concat_const2"]
+
+
+@pytest.mark.parametrize("kind", LAYOUT_CASES)
+@pytest.mark.parametrize("bits", [32, 8])
+def test_ops_over_other_axis_orders_match_onnxruntime(kind, bits, tmp_path):
+    m, shape = layout_case(kind)
+    opts = dict(bits=bits, offline=True)
+    if bits != 32:
+        opts["calib_shape"] = (16, *shape)
+    result = compile_case(tmp_path, m, kind, **opts)
+    ops = [s.op for s in result.program.steps]
+    if not kind.startswith("concat"):
+        assert "transpose" in ops, ops  # the kernel runs on a transposed copy
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    got, want = c_vs_onnx(result, m, x, tmp_path)
+    assert got.shape == want.shape
+    if bits == 32:
+        assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
+    else:
+        assert snr_db(want, got) > 30.0
+
+
+def spectrogram_classifier(t: int = T) -> onnx.ModelProto:
+    """x [1, 1, F, T] -> Conv2d 3x3 (same pads) + Relu -> GlobalAveragePool over (F, T) ->
+    Flatten -> Gemm: a keyword-spotting head whose pool reads the whole window."""
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3],
+                  pads=[1, 2, 1, 0]),
+             node("Relu", ["c"], ["r"]),
+             node("GlobalAveragePool", ["r"], ["g"], name="pool"),
+             node("Flatten", ["g"], ["f"]),
+             node("Gemm", ["f", "wo", "bo"], ["y"], name="fc", transB=1)]
+    inits = [init("w", weights([H, 1, 3, 3], 1)), init("b", weights([H], 2)),
+             init("wo", weights([K, H], 3)), init("bo", weights([K], 4))]
+    return model(nodes, [("x", [1, 1, 5, t])], [("y", None)], inits)
+
+
+@pytest.mark.parametrize("bits", [8, 32])
+def test_streaming_global_pool_over_frequency_and_time(bits, tmp_path):
+    m = spectrogram_classifier()
+    opts = dict(bits=bits, chunk=2)
+    if bits != 32:
+        opts["calib_shape"] = (32, 1, 1, 5, T)
+    result = compile_case(tmp_path, m, f"kws{bits}", **opts)
+    assert result.report["mode"] == "streaming" and not result.report["output"]["per_frame"]
+    x = np.random.default_rng(6).standard_normal((1, 1, 5, T)).astype(np.float32)
+    got, want = c_vs_onnx(result, m, x, tmp_path)  # the last call summarizes the window
+    if bits == 32:
+        assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
+    else:
+        assert snr_db(want, got) > 25.0

@@ -159,22 +159,41 @@ class LoweringBase:
     def in_onnx_order(self, node: gs.Node, t: gs.Tensor) -> str:
         """`t`'s buffer, or (for a kernel that reads its operand in ONNX axis order, e.g. the
         rows of a Gemm, when time is stored first) a transposed copy of it in ONNX order."""
-        if self.stored_in_onnx_order(t):
-            return self.buffer(t)
-        name = f"{t.name}/onnx_order"
-        if name not in self.buffers:
-            src = self.buffers[self.buffer(t)]
-            shape = static_shape(t)
-            self.buffers[name] = Buffer(name, tuple(shape), src.dtype, src.exp, "scratch")
-            stored = [a for a in self.perm(t) if shape[a] != 1]
-            wanted = [a for a in range(len(shape)) if shape[a] != 1]
-            if len(stored) > 4:
-                raise RillError(f"{node_label(node)}: '{t.name}' would need a transpose of "
-                                f"{len(stored)} axes; the kernel supports 4")
-            self.emit(node, "transpose", [src.name], [name],
-                      dict(rank=len(stored), in_shape=[shape[a] for a in stored],
-                           perm=[stored.index(a) for a in wanted]))
-        return name
+        return self.reorder(node, t, list(range(len(static_shape(t)))))
+
+    def reorder(self, node: gs.Node, t: gs.Tensor, order: list[int]) -> str:
+        """`t`'s values stored in axis order `order`: its own buffer when its non-unit axes
+        already are, else a transposed copy (for kernels that need an axis innermost or
+        axes contiguous: reductions, Softmax, Gemm rows, Concat slots)."""
+        return self.reorder_buffer(node, self.buffer(t), static_shape(t), self.perm(t), order)
+
+    def reorder_buffer(self, node: gs.Node, src: str, shape, src_order: list[int],
+                       order: list[int], dst: str | None = None) -> str:
+        """Buffer `src` (ONNX shape `shape`, stored in axis order `src_order`) in axis order
+        `order`: into `dst` if given (a copy or a transpose), else `src` itself when only unit
+        axes move, else a new scratch buffer holding the transposed values."""
+        stored = [a for a in src_order if shape[a] != 1]
+        wanted = [a for a in order if shape[a] != 1]
+        if dst is None:
+            if stored == wanted:
+                return src
+            dst = f"{src}/as_{'_'.join(map(str, order))}"
+            if dst in self.buffers:
+                return dst
+            b = self.buffers[src]
+            self.buffers[dst] = Buffer(dst, tuple(int(shape[a]) for a in order), b.dtype, b.exp,
+                                       "scratch")
+        if stored == wanted:
+            self.emit(node, "copy", [src], [dst],
+                      dict(src_offset=0, dst_offset=0, count=self.buffers[src].size))
+            return dst
+        if len(stored) > 4:
+            raise RillError(f"{node_label(node)}: would need a transpose of {len(stored)} "
+                            "axes; the kernel supports 4")
+        self.emit(node, "transpose", [src], [dst],
+                  dict(rank=len(stored), in_shape=[int(shape[a]) for a in stored],
+                       perm=[stored.index(a) for a in wanted]))
+        return dst
 
     def time_position(self, t: gs.Tensor) -> int:
         """Where time is in `t`'s stored shape (0 when it has no time axis)."""
@@ -215,43 +234,75 @@ class LoweringBase:
             raise RillError(f"{node_label(node)}: operands are stored in different layouts")
         return a, b, y
 
-    def reduce_params(self, node: gs.Node) -> dict[str, int]:
-        """outer, length, inner and op of a reduction (ReduceMean/Max/Sum, global pools)."""
+    def reduce_operands(self, node: gs.Node) -> tuple[str, str, dict[str, int]]:
+        """(input buffer, output buffer, outer/length/inner/op) of a reduction (ReduceMean/
+        Max/Sum, global pools) as [outer][length][inner]; when the reduced axes are not
+        contiguous in storage (e.g. [F, T] of a [1, C, F, T] stored [T][C][F]) the input is
+        first transposed to the kept axes in the output's stored order, then the reduced ones."""
         x, y = node.inputs[0], node.outputs[0]
-        outer, length, inner = self.reduction_blocks(node, x, y,
-                                                     reduce_axes(node, len(static_shape(x))))
-        return dict(outer=outer, length=length, inner=inner, op=REDUCE_OPS[node.op])
-
-    def reduction_blocks(self, node, x, y, axes) -> tuple[int, int, int]:
-        """[outer][length][inner] of a reduction whose axes are contiguous in storage."""
         shape = static_shape(x)
-        stored = [a for a in self.perm(x) if shape[a] != 1]
+        axes = reduce_axes(node, len(shape))
+        src, order = self.buffer(x), self.perm(x)
+        blocks = self.reduction_blocks(shape, order, y, axes)
+        if blocks is None:
+            keep = [a for a in range(len(shape)) if a not in axes]
+            keepdims = bool(int(node.attrs.get("keepdims", 1))) or node.op.startswith("Global")
+            to_x = (lambda j: j) if keepdims else (lambda j: keep[j])
+            order = [to_x(a) for a in self.perm(y) if to_x(a) in keep] + list(axes)
+            src = self.reorder(node, x, order)
+            blocks = self.reduction_blocks(shape, order, y, axes)
+        if blocks is None:
+            raise RillError(f"{node_label(node)}: the output keeps its axes in another order "
+                            "than the reduction can write them")
+        outer, length, inner = blocks
+        return src, self.buffer(y), dict(outer=outer, length=length, inner=inner,
+                                         op=REDUCE_OPS[node.op])
+
+    def reduction_blocks(self, shape, x_order: list[int], y: gs.Tensor, axes
+                         ) -> tuple[int, int, int] | None:
+        """[outer][length][inner] of a reduction of an input stored in axis order `x_order`,
+        or None when the reduced axes are not contiguous there (or the kept ones are not in
+        the output's stored order)."""
+        stored = [a for a in x_order if shape[a] != 1]
         reduced = [i for i, a in enumerate(stored) if a in axes]
         kept = [a for a in stored if a not in axes]
         y_shape = static_shape(y)
         y_stored = [a for a in self.perm(y) if y_shape[a] != 1]
         contiguous = not reduced or reduced == list(range(reduced[0], reduced[-1] + 1))
         if not contiguous or [shape[a] for a in kept] != [y_shape[a] for a in y_stored]:
-            raise RillError(f"{node_label(node)}: reduces axes that are not contiguous in memory")
+            return None
         first = reduced[0] if reduced else len(stored)
         dims = [shape[a] for a in stored]
         outer = int(np.prod(dims[:first], dtype=np.int64))
         length = int(np.prod([shape[a] for a in stored if a in axes], dtype=np.int64))
         return outer, length, int(np.prod(dims, dtype=np.int64)) // max(outer * length, 1)
 
-    def softmax_rows(self, node: gs.Node) -> tuple[int, int]:
-        """(rows, cols) of a Softmax along the innermost stored axis."""
-        x = node.inputs[0]
+    def softmax_operands(self, node: gs.Node):
+        """(input buffer, output buffer, rows, cols, finish) of a Softmax, which the kernel
+        computes along the innermost stored axis: for another axis, over a transposed copy
+        into a scratch buffer that `finish()` transposes back into the output."""
+        x, y = node.inputs[0], node.outputs[0]
         shape = static_shape(x)
         axis = int(node.attrs.get("axis", 1 if self.graph.opset < 13 else -1)) % len(shape)
         if self.graph.opset < 13 and any(d != 1 for d in shape[axis + 1:]):
             raise RillError(f"{node_label(node)}: a Softmax of opset {self.graph.opset} works on "
                             f"the axes from {axis} on flattened; only one axis (the last non-unit "
                             "one) is supported")
+        rows, cols = int(np.prod(shape)) // shape[axis], shape[axis]
         stored = [a for a in self.perm(x) if shape[a] != 1]
-        if not stored or stored[-1] != axis:
-            raise RillError(f"{node_label(node)}: Softmax must work along the innermost stored axis")
-        return int(np.prod(shape)) // shape[axis], shape[axis]
+        if not stored or stored[-1] == axis or shape[axis] == 1:
+            if self.perm(y) != self.perm(x):
+                raise AssertionError(f"{node_label(node)}: Softmax input and output layouts differ")
+            return self.buffer(x), self.buffer(y), rows, cols, lambda: None
+        order = [a for a in self.perm(x) if a != axis] + [axis]
+        src = self.reorder(node, x, order)
+        out = self.buffer(y)
+        tmp = f"{out}/along_{axis}"
+        b = self.buffers[out]
+        self.buffers[tmp] = Buffer(tmp, tuple(int(shape[a]) for a in order), b.dtype, b.exp,
+                                   "scratch")
+        return src, tmp, rows, cols, lambda: self.reorder_buffer(node, tmp, shape, order,
+                                                                  self.perm(y), out)
 
 
 class IntegerFormat:

@@ -67,18 +67,19 @@ class ElementwiseOps:
 
     def reduce(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        self.emit(node, "reduce", [self.buffer(x)], [self.buffer(y)],
-                  dict(self.reduce_params(node), shift=self.exp(y) - self.exp(x)))
+        src, dst, params = self.reduce_operands(node)
+        self.emit(node, "reduce", [src], [dst], dict(params, shift=self.exp(y) - self.exp(x)))
 
     def softmax(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        rows, cols = self.softmax_rows(node)
+        src, dst, rows, cols, finish = self.softmax_operands(node)
         if not SOFTMAX_FINEST_EXP <= self.exp(y) <= SOFTMAX_EXP[self.tensor_bits(y)]:
             raise AssertionError("softmax output exponent must be fixed by quantization")
         params, arrays = softmax_plan(self.exp(x), self.tensor_bits(x), self.tensor_bits(y),
                                       self.mode)
-        self.emit(node, "softmax", [self.buffer(x)], [self.buffer(y)],
+        self.emit(node, "softmax", [src], [dst],
                   dict(params, rows=rows, cols=cols, out_frac=-self.exp(y)), arrays)
+        finish()
 
     def mask_frames(self, node: gs.Node) -> None:
         x, flags, y = node.inputs[0], node.inputs[1], node.outputs[0]

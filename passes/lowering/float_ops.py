@@ -152,13 +152,13 @@ class FloatElementwiseOps:
                             dict(params, pad_value=pad_value(node)))
 
     def reduce(self, node: gs.Node) -> None:
-        x, y = node.inputs[0], node.outputs[0]
-        self.emit(node, "reduce", [self.buffer(x)], [self.buffer(y)], self.reduce_params(node))
+        src, dst, params = self.reduce_operands(node)
+        self.emit(node, "reduce", [src], [dst], params)
 
     def softmax(self, node: gs.Node) -> None:
-        x, y = node.inputs[0], node.outputs[0]
-        rows, cols = self.softmax_rows(node)
-        self.emit(node, "softmax", [self.buffer(x)], [self.buffer(y)], dict(rows=rows, cols=cols))
+        src, dst, rows, cols, finish = self.softmax_operands(node)
+        self.emit(node, "softmax", [src], [dst], dict(rows=rows, cols=cols))
+        finish()
 
     def mask_frames(self, node: gs.Node) -> None:
         x, flags, y = node.inputs[0], node.inputs[1], node.outputs[0]

@@ -25,8 +25,6 @@ class MovementOps:
         y = node.outputs[0]
         shape = static_shape(y)
         axis = int(node.attrs.get("axis", 0)) % len(shape)
-        if any(not self.same_order(t, y) for t in node.inputs):
-            raise RillError(f"{node_label(node)}: Concat inputs are stored in different layouts")
         perm = self.perm(y)
         blocks = int(np.prod([shape[a] for a in perm[:perm.index(axis)]], dtype=np.int64))
         if blocks == 1 and self.is_window(node):
@@ -42,13 +40,21 @@ class MovementOps:
               blocks: int = 1, row: int = 0, placed: set[str] | None = None) -> None:
         """Concat input `t` into elements `offset`.. of `out` (`blocks` rows `row` apart)."""
         value = const_value(t)
-        if value is not None and blocks > 1:
-            raise RillError(f"{node_label(node)}: Concat of a constant along an inner axis")
-        if value is not None:  # e.g. the "valid" flags of new frames
+        if value is not None:  # e.g. the "valid" flags of new frames; stored in y's axis order
+            value = np.transpose(np.reshape(value, static_shape(t)), self.perm(y))
             q = np.array([self.constant(v, y) for v in np.ravel(value)], self.dtype(y))
-            self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n), dict(values=q))
-            return
-        src = self.aligned_input(node, t, y)
+            if blocks == 1:
+                self.emit(node, "fill", [], [out], dict(dst_offset=offset, count=n),
+                          dict(values=q))
+                return
+            src = f"{out}/constant{offset}"  # a constant slot of an inner axis: filled, then
+            self.buffers[src] = Buffer(src, (q.size,), self.dtype(y), self.exp(y), "scratch")
+            self.emit(node, "fill", [], [src], dict(dst_offset=0, count=q.size), dict(values=q))
+        else:  # an input stored in another axis order (e.g. without time) is transposed first
+            src = self.aligned_input(node, t, y)
+            if not self.same_order(t, y):
+                src = self.reorder_buffer(node, src, static_shape(t), self.perm(t),
+                                          self.perm(y))
         if blocks > 1:  # e.g. channels of per-frame tensors stored [T][C]: one row per frame
             self.emit(node, "copy", [src], [out],
                       dict(src_offset=0, dst_offset=offset, count=n, blocks=blocks,

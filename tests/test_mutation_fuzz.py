@@ -4,8 +4,10 @@ component or fail with one clear `rill: error:` (exit code 1, no traceback, no "
 no output folder left behind): never crash.
 
 A hypothesis strategy picks a base model (a 1-D conv stack with a pooled Gemm head, a 2-D conv
-net with a Sigmoid gate and a max over frequency), one mutation and a precision (float32, or int8 with
-calibration data drawn for the mutated input's shape), then runs the CLI in-process.
+net with a Sigmoid gate and a max over frequency, and four models PyTorch exported: a conv+GRU
+tagger, a spectrogram CNN, a window classifier, a look-ahead TCN), one mutation, a precision
+(float32, or int8 with calibration data drawn for the mutated input's shape) and streaming or
+--offline, then runs the CLI in-process.
 
 CI runs a small derandomized sample (MUTATION_EXAMPLES); `RILL_FUZZ=1` (`make fuzz`) runs many
 fresh random ones (RILL_FUZZ_MUTATIONS overrides the count).
@@ -23,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
-from conftest import run_cli
+from conftest import FIXTURES, run_cli
 from graphs import init, model, node, weights
 
 FUZZ = os.environ.get("RILL_FUZZ") == "1"
@@ -71,7 +73,16 @@ def conv2d_net() -> onnx.ModelProto:
     return model(nodes, [("x", [1, 1, 6, 12])], [("y", [1, 2, 1, 12])], inits)
 
 
-BASES = {"conv_stack": conv_stack, "conv2d_net": conv2d_net}
+def exported(stem: str):
+    """A model PyTorch exported (tests/fixtures/streaming, examples/streaming/models.py)."""
+    return lambda: onnx.load(str(FIXTURES / "streaming" / f"{stem}.onnx"))
+
+
+BASES = {"conv_stack": conv_stack, "conv2d_net": conv2d_net,
+         "gru_tagger": exported("gru_tagger.script"),
+         "spectrogram_cnn": exported("spectrogram_cnn.dynamo"),
+         "window_classifier": exported("window_classifier.dynamo"),
+         "lookahead_tcn": exported("lookahead_tcn.script")}
 
 
 # ----------------------------------------------------------------------------- mutations
@@ -195,7 +206,7 @@ def _calibration(m: onnx.ModelProto, path: Path) -> bool:
     return True
 
 
-def check_compile(m: onnx.ModelProto, bits: int, what: str) -> int | None:
+def check_compile(m: onnx.ModelProto, bits: int, what: str, offline: bool = True) -> int | None:
     """Compile the model through the CLI; check contract §5; the exit code (None: onnx itself
     could not serialize the mutant, so it is not an input Rill can be given)."""
     with tempfile.TemporaryDirectory(prefix="rill-mutation-") as work:
@@ -206,14 +217,16 @@ def check_compile(m: onnx.ModelProto, bits: int, what: str) -> int | None:
         except Exception:  # noqa: BLE001 - onnx itself cannot write it: not Rill's input
             return None
         out = work / "out"
-        argv = ["compile", path, "--out", out, "--bits", bits, "--name", "mutant", "--offline"]
+        argv = ["compile", path, "--out", out, "--bits", bits, "--name", "mutant"]
+        argv += ["--offline"] if offline else []
         if bits != 32:
             if not _calibration(m, work / "calib.npy"):
                 argv += ["--calib", work / "missing.npy"]  # a clear usage error, still checked
             else:
                 argv += ["--calib", work / "calib.npy"]
         rc, stdout, stderr = run_cli(argv)
-        context = f"mutation: {what}, bits {bits}\nexit {rc}\n{stderr[-2000:]}"
+        context = (f"mutation: {what}, bits {bits}, {'offline' if offline else 'streaming'}\n"
+                   f"exit {rc}\n{stderr[-2000:]}")
         assert "Traceback" not in stderr + stdout, context
         assert "internal error" not in stderr, context
         assert rc in (0, 1, 2), context
@@ -230,17 +243,17 @@ def check_compile(m: onnx.ModelProto, bits: int, what: str) -> int | None:
 
 @settings(PROFILE, max_examples=MUTATION_EXAMPLES)
 @given(base=st.sampled_from(sorted(BASES)), kind=st.sampled_from(sorted(MUTATIONS)),
-       bits=st.sampled_from([32, 8]), data=st.data())
-def test_a_mutated_model_compiles_or_fails_clearly(base, kind, bits, data):
+       bits=st.sampled_from([32, 8]), offline=st.booleans(), data=st.data())
+def test_a_mutated_model_compiles_or_fails_clearly(base, kind, bits, offline, data):
     m = BASES[base]()
     what = f"{base}: " + MUTATIONS[kind](m, data)
-    check_compile(m, bits, what)
+    check_compile(m, bits, what, offline)
 
 
 def test_the_unmutated_bases_compile(tmp_path):
     for name, base in BASES.items():
-        for bits in (32, 8):
-            assert check_compile(base(), bits, f"{name} unmutated") == 0, (name, bits)
+        for bits, offline in ((32, True), (8, False)):
+            assert check_compile(base(), bits, f"{name} unmutated", offline) == 0, (name, bits)
 
 
 HOSTILE = ['*/ int x; /*', 'a"b', "back\\slash", "new\nline", "ü-名", "int", "a-b", "a_b",

@@ -140,12 +140,16 @@ class FloatElementwiseOps:
 
     def avgpool(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) == 4:
+            return self.pool2d(node, "avgpool1d")
         params = avgpool1d_geometry(node)
         self.require_time_major(node, x, y)
         self.emit_sequences(node, "avgpool1d", x, y, params)
 
     def maxpool(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) == 4:
+            return self.pool2d(node, "maxpool1d")
         params = maxpool1d_geometry(node)
         self.require_time_major(node, x, y)
         self.emit_sequences(node, "maxpool1d", x, y,

@@ -11,7 +11,7 @@ from compiler.graph import node_label, static_shape
 from compiler.op_attrs import window_attrs
 
 
-def _refuse_ceil_mode(node: gs.Node) -> None:
+def refuse_ceil_mode(node: gs.Node) -> None:
     if int(node.attrs.get("ceil_mode", 0)):
         raise RillError(f"{node_label(node)}: ceil_mode=1 is not supported (the kernels give "
                         "floor(...) + 1 output frames); pad the input instead")
@@ -63,7 +63,7 @@ def avgpool1d_geometry(node: gs.Node) -> dict[str, int]:
     a = window_attrs(node)
     if a["dilations"] != [1]:
         raise RillError(f"{node_label(node)}: dilated AveragePool is not supported")
-    _refuse_ceil_mode(node)
+    refuse_ceil_mode(node)
     _, c, t_in = static_shape(node.inputs[0])
     return dict(t_in=t_in, channels=c, kernel=a["kernel"][0], stride=a["strides"][0],
                 pad_l=a["pads"][0], pad_r=a["pads"][1],
@@ -74,7 +74,7 @@ def maxpool1d_geometry(node: gs.Node) -> dict[str, int]:
     """maxpool1d params without the pad value and the shift."""
     if len(static_shape(node.inputs[0])) != 3 or len(node.outputs) > 1 and node.outputs[1].name:
         raise RillError(f"{node_label(node)}: only 1-D MaxPool without indices has a kernel")
-    _refuse_ceil_mode(node)
+    refuse_ceil_mode(node)
     a = window_attrs(node)
     _, c, t_in = static_shape(node.inputs[0])
     return dict(t_in=t_in, channels=c, kernel=a["kernel"][0], stride=a["strides"][0],

@@ -17,10 +17,11 @@ from compiler.streams import aligned, chunks, from_physical, snr_db, stitch, to_
 from passes.time_analysis import TimeInfo
 
 
-def run_c_float(component: Path, name: str, report: dict, xs: np.ndarray, work: Path
-                ) -> list[np.ndarray]:
-    """Stream each input through the component's float API; ONNX-layout outputs."""
-    exe = build_host(component, name, work)
+def run_c_float(component: Path, name: str, report: dict, xs: np.ndarray, work: Path,
+                exe: Path | None = None) -> list[np.ndarray]:
+    """Stream each input through the component's float API (its host build `exe`, built into
+    `work` when not given); ONNX-layout outputs."""
+    exe = exe or build_host(component, name, work)
     axis, chunk = report["time_axis"], report["chunk_frames"]
     out = report["output"]
     stored = out.get("stored_time_axis", out["time_axis"] if out["per_frame"] else None)

@@ -3,7 +3,8 @@
 MatMul by a constant followed by Add of a constant bias becomes one Gemm; Gemm's alpha, beta and
 transB are folded into its constants; a following bias Add is folded into the Gemm's bias. A
 MatMul over a [..., M, K] activation (e.g. a per-frame Linear after a recurrent layer) becomes
-Reshape to [prod(...)*M, K], Gemm, Reshape back, so every product is one 2-D Gemm.
+Reshape to [prod(...)*M, K], Gemm, Reshape back, so every product is one 2-D Gemm; a vector
+[K] (one feature frame) is one row.
 """
 from __future__ import annotations
 
@@ -43,12 +44,12 @@ class MatMulToGemm(RewriteRule):
     def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
         w = const_value(node.inputs[1])
         shape = static_shape(node.inputs[0])
-        if w is None or w.ndim != 2 or shape is None or len(shape) < 2:
+        if w is None or w.ndim != 2 or shape is None or not shape:
             return None
         m = {"mm": node, "w": w, "shape": shape, "out": node.outputs[0], "bias": None}
         add = fusable_producer(graph, node.outputs[0], only_consumer(node.outputs[0])) and \
             only_consumer(node.outputs[0])
-        if len(shape) > 2 and add is not None and add.op == "Add":
+        if len(shape) != 2 and add is not None and add.op == "Add":
             bias = _bias_of(add, node.outputs[0], w.shape[1])
             if bias is not None and static_shape(add.outputs[0]) == static_shape(node.outputs[0]):
                 m.update(bias=bias, out=add.outputs[0], add=add)

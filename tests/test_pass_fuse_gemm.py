@@ -180,3 +180,16 @@ def test_gemm_with_non_vector_c_stays_equivalent(c_shape, m_rows):
     ctx = ctx_for(m)
     run_pass(FuseGemm(), ctx)  # with the onnxruntime equivalence check
     assert_ort_equal(m, ctx, feeds={"x": random_input([m_rows, K], 5)})
+
+
+def test_matmul_of_a_vector_is_a_one_row_gemm():
+    """x [K] @ W [K, N] (a model over one feature vector) + bias: Reshape [1, K], Gemm, Reshape."""
+    m = model([node("MatMul", ["x", "W"], ["a"]), node("Add", ["a", "b"], ["y"])],
+              [("x", [K])], [("y", None)],
+              [init("W", weights([K, N], 1)), init("b", weights([N], 2))])
+    ctx = ctx_for(m)
+    assert run_pass(FuseGemm(), ctx)
+    assert op_types(ctx) == ["Reshape", "Gemm", "Reshape"]
+    assert static_shape(only(ctx, "Gemm").inputs[0]) == (1, K)
+    assert static_shape(ctx.graph.outputs[0]) == (N,)
+    assert_ort_equal(m, ctx)

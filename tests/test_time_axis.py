@@ -337,3 +337,30 @@ def test_streaming_global_pool_over_frequency_and_time(bits, tmp_path):
         assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
     else:
         assert snr_db(want, got) > 25.0
+
+
+def vector_mlp() -> onnx.ModelProto:
+    """x [F] (one feature vector) -> Linear + Relu -> Linear -> Softmax: [K] class scores."""
+    nodes = [node("MatMul", ["x", "W1"], ["a"]), node("Add", ["a", "b1"], ["h"]),
+             node("Relu", ["h"], ["r"]), node("MatMul", ["r", "W2"], ["c"]),
+             node("Add", ["c", "b2"], ["z"]), node("Softmax", ["z"], ["y"], axis=-1)]
+    inits = [init("W1", weights([6, H], 1)), init("b1", weights([H], 2)),
+             init("W2", weights([H, K], 3)), init("b2", weights([K], 4))]
+    return model(nodes, [("x", [6])], [("y", None)], inits)
+
+
+@pytest.mark.parametrize("bits", [32, 8])
+def test_offline_model_over_one_feature_vector(bits, tmp_path):
+    m = vector_mlp()
+    opts = dict(bits=bits, offline=True)
+    if bits != 32:
+        opts["calib_shape"] = (32, 6)
+    result = compile_case(tmp_path, m, f"vector{bits}", **opts)
+    assert result.report["chunk_frames"] == 6  # the whole vector is one call
+    assert [s.op for s in result.program.steps].count("gemm") == 2
+    x = np.random.default_rng(8).standard_normal(6).astype(np.float32)
+    got, want = c_vs_onnx(result, m, x, tmp_path)
+    if bits == 32:
+        assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
+    else:
+        assert float(np.max(np.abs(got - want))) < 0.05  # probabilities at 2^-7

@@ -31,7 +31,9 @@ def window_attrs(node: gs.Node) -> dict:
     pads = [int(p) for p in node.attrs.get("pads", [0] * (2 * rank))]
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and node.op == "ConvTranspose":
+        pads = _same_transposed_pads(node, auto_pad, kernel, strides, dilations)
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         size = static_shape(node.inputs[0])[2:]
         pads = [0] * (2 * rank)
         for i in range(rank):
@@ -42,6 +44,26 @@ def window_attrs(node: gs.Node) -> dict:
     elif auto_pad == "VALID":
         pads = [0] * (2 * rank)
     return {"kernel": kernel, "strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _same_transposed_pads(node: gs.Node, auto_pad: str, kernel, strides, dilations
+                          ) -> list[int]:
+    """A ConvTranspose's SAME pads (ONNX): output = input * stride, the total padding
+    stride*(in-1) + output_padding + (k-1)*d + 1 - out split with the odd one at the end for
+    SAME_UPPER, at the start for SAME_LOWER."""
+    size = static_shape(node.inputs[0])[2:]
+    rank = len(size)
+    out_pad = [int(v) for v in node.attrs.get("output_padding", [0] * rank)]
+    pads = [0] * (2 * rank)
+    for i in range(rank):
+        total = strides[i] * (size[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 \
+            - size[i] * strides[i]
+        if total < 0:
+            raise RillError(f"{node_label(node)}: auto_pad={auto_pad} asks for {-total} output "
+                            "frame(s) more than the kernel covers; give explicit pads")
+        small, big = total // 2, total - total // 2
+        pads[i], pads[i + rank] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    return pads
 
 
 def set_explicit_pads(node: gs.Node, pads: list[int]) -> None:

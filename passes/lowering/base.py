@@ -200,6 +200,12 @@ class LoweringBase:
         info = self.info.get(t.name)
         return batch_axes(len(static_shape(t)), info) if info is not None else 0
 
+    def require_time_last_2d(self, node: gs.Node, x: gs.Tensor, y: gs.Tensor) -> None:
+        """2-D window kernels read [N][T][C][F]: time must be the last axis of [N, C, F, T]."""
+        if self.perm(x) != [0, 3, 1, 2] or self.perm(y) != [0, 3, 1, 2]:
+            raise RillError(f"{node_label(node)}: a 2-D {node.op} needs time on the last axis "
+                            "([N, C, F, T])")
+
     def require_time_major(self, node: gs.Node, *tensors: gs.Tensor) -> None:
         """1-D window kernels read [T][C]: the last axis must be stored first (or be 1 frame)."""
         for t in tensors:

@@ -14,7 +14,8 @@ from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import clip_bounds, recurrent_weights
 from passes.lowering.geometry import (avgpool1d_geometry, conv1d_geometry, conv2d_geometry,
-                                      conv_transpose1d_geometry, elements, maxpool1d_geometry)
+                                      conv_transpose1d_geometry, elements,
+                                      fold_conv_transpose2d, maxpool1d_geometry)
 from passes.quant_rules import out_channel_weights
 from passes.time_analysis import pad_value, physical_shape
 from runtime.ir import FLOAT32, Buffer
@@ -116,12 +117,28 @@ class FloatWeightedOps:
 
     def conv_transpose(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) == 4:
+            return self.conv_transpose2d(node)
         w, b, act = self.float_layer(node, out_channel_weights(node))  # [c_out, k, cg]
         params = conv_transpose1d_geometry(node, w.shape)
         self.require_time_major(node, x, y)
         self.emit_sequences(node, "conv_transpose1d", x, y,
                             dict(params, **act), dict(w=w, bias=b),
                             macs=params["t_in"] * int(np.prod(w.shape)))
+
+
+    def conv_transpose2d(self, node: gs.Node) -> None:
+        """Folded into a 1-D ConvTranspose over (channel, frequency) pairs
+        (geometry.fold_conv_transpose2d)."""
+        x, y = node.inputs[0], node.outputs[0]
+        self.require_time_last_2d(node, x, y)
+        w, params = fold_conv_transpose2d(node, const_value(node.inputs[1]))
+        w, b, act = self.float_layer(node, w)  # bias: zeros for every folded channel if absent
+        f_out = static_shape(y)[2]
+        if len(node.inputs) > 2 and node.inputs[2].name:
+            b = np.repeat(b, f_out)
+        self.emit_sequences(node, "conv_transpose1d", x, y, dict(params, **act),
+                            dict(w=w, bias=b), macs=params["t_in"] * int(np.prod(w.shape)))
 
 
 class FloatElementwiseOps:

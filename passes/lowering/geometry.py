@@ -83,3 +83,46 @@ def maxpool1d_geometry(node: gs.Node) -> dict[str, int]:
 
 def elements(t: gs.Tensor) -> int:
     return int(np.prod(static_shape(t), dtype=np.int64))
+
+
+#: a 2-D ConvTranspose folded into a 1-D one may grow its weights this much (and beyond
+#: FOLD_MIN_ELEMENTS): past it the model needs a real 2-D kernel
+FOLD_GROWTH, FOLD_MIN_ELEMENTS = 16, 1 << 16
+
+
+def fold_conv_transpose2d(node: gs.Node, w: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """A 2-D ConvTranspose over [N, C, F, T] (time last, stored [N][T][C][F]) as a 1-D one over
+    time with channels (c, f): output channel (co, fo) takes input channel (ci, fi) through
+    tap kf of the ONNX weight where fo = fi*stride_f - pad_f + kf*dilation_f (at most one
+    tap). Returns the kernels' weights [c_out*F_out, kt, (c_in/groups)*F_in] and the
+    conv_transpose1d params (without activation bounds). Exact; the weights grow by about
+    F_in*F_out/kf, so large frequency axes are refused."""
+    if w is None:
+        raise RillError(f"{node_label(node)}: weights must be constant")
+    if node.attrs.get("output_shape") is not None:
+        raise RillError(f"{node_label(node)}: ConvTranspose with output_shape is not supported; "
+                        "give pads and output_padding")
+    a = window_attrs(node)
+    _, c_in, f_in, t_in = static_shape(node.inputs[0])
+    f_out = static_shape(node.outputs[0])[2]
+    groups = int(node.attrs.get("group", 1))
+    _, og, kf, kt = w.shape
+    cg = c_in // groups
+    (pf_l, pt_l, _, pt_r), (sf, st), (df, dt) = a["pads"], a["strides"], a["dilations"]
+    size = groups * og * f_out * kt * cg * f_in
+    if size > max(FOLD_GROWTH * w.size, FOLD_MIN_ELEMENTS):
+        raise RillError(f"{node_label(node)}: a 2-D ConvTranspose runs as a 1-D one over "
+                        f"(channel, frequency) pairs, which needs {size} weights here (the model "
+                        f"has {w.size}); no 2-D ConvTranspose kernel yet for F_in={f_in}, "
+                        f"F_out={f_out}")
+    src = w.reshape(groups, cg, og, kf, kt)
+    folded = np.zeros((groups, og, f_out, kt, cg, f_in), np.float64)
+    for fi in range(f_in):
+        for k in range(kf):
+            fo = fi * sf - pf_l + k * df
+            if 0 <= fo < f_out:
+                folded[:, :, fo, :, :, fi] += src[:, :, :, k, :].transpose(0, 2, 3, 1)
+    out_pad = [int(v) for v in node.attrs.get("output_padding", [0, 0])]
+    params = dict(t_in=t_in, c_in=c_in * f_in, c_out=groups * og * f_out, kernel=kt, stride=st,
+                  dilation=dt, groups=groups, pad_l=pt_l, pad_r=pt_r, output_padding=out_pad[1])
+    return folded.reshape(groups * og * f_out, kt, cg * f_in).astype(w.dtype), params

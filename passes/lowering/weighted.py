@@ -9,7 +9,7 @@ import onnx_graphsurgeon as gs
 from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from passes.lowering.geometry import (conv1d_geometry, conv2d_geometry,
-                                      conv_transpose1d_geometry)
+                                      conv_transpose1d_geometry, fold_conv_transpose2d)
 from passes.quant_rules import out_channel_weights
 from runtime.reference.kernels import round_to_int
 
@@ -35,7 +35,7 @@ class WeightedOps:
         return lo, hi
 
     def weights(self, node: gs.Node, w: np.ndarray, bias: np.ndarray, x: gs.Tensor,
-                y: gs.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                y: gs.Tensor, repeat: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Weights (int8/int16 by the layer's weight bits, per output channel), the bias at
         e_in + e_w in the accumulator's type, and the per-channel output shifts.
 
@@ -43,11 +43,14 @@ class WeightedOps:
         weights it is int32 only when |bias| + sum|w| * max|x| < 2^31 holds for every output
         channel with the actual weights, else int64; `facts["accumulator_bits"]` records it."""
         e_in, e_out = self.exp(x), self.exp(y)
-        e_w = self.wexps[node.name].astype(np.int64)
+        # `repeat`: each output channel of the node is `repeat` rows of `w` (a folded 2-D
+        # ConvTranspose), with the channel's exponent and bias correction
+        e_w = np.repeat(self.wexps[node.name].astype(np.int64), repeat)
         w_bits = self.ctx.facts.get("weight_bits", {}).get(node.name, self.default_bits)
         correction = self.ctx.facts.get("bias_corrections", {}).get(node.name)
         if correction is not None:  # mean error of the quantized weights (passes/quantize.py)
-            bias = bias.astype(np.float64) + np.asarray(correction, np.float64).reshape(-1)
+            bias = bias.astype(np.float64) + np.repeat(np.asarray(correction, np.float64)
+                                                       .reshape(-1), repeat)
         scale = np.ldexp(1.0, -e_w).reshape((-1,) + (1,) * (w.ndim - 1))
         w_max = (1 << (w_bits - 1)) - 1
         qw = np.clip(round_to_int(w.astype(np.float64) * scale, self.mode), -w_max - 1, w_max)
@@ -119,10 +122,28 @@ class WeightedOps:
 
     def conv_transpose(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]
+        if len(static_shape(x)) == 4:
+            return self.conv_transpose2d(node)
         w = out_channel_weights(node)  # [c_out, k, c_in/groups]
         params = conv_transpose1d_geometry(node, w.shape)
         self.require_time_major(node, x, y)
         qw, qb, shift, lo, hi = self.quantized_layer(node, w, x, y)
+        self.emit_sequences(node, "conv_transpose1d", x, y,
+                            dict(params, act_min=lo, act_max=hi), dict(w=qw, bias=qb, shift=shift),
+                            macs=params["t_in"] * int(np.prod(w.shape)))
+
+    def conv_transpose2d(self, node: gs.Node) -> None:
+        """Folded into a 1-D ConvTranspose over (channel, frequency) pairs
+        (geometry.fold_conv_transpose2d); output channel (co, fo) keeps co's weight exponent."""
+        x, y = node.inputs[0], node.outputs[0]
+        self.require_time_last_2d(node, x, y)
+        w, params = fold_conv_transpose2d(node, const_value(node.inputs[1]))
+        f_out = static_shape(y)[2]
+        b = const_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name \
+            else np.zeros(w.shape[0] // f_out, np.float32)
+        qw, qb, shift = self.weights(node, w, np.repeat(np.reshape(b, -1), f_out), x, y,
+                                     repeat=f_out)
+        lo, hi = self.activation_bounds(node, y)
         self.emit_sequences(node, "conv_transpose1d", x, y,
                             dict(params, act_min=lo, act_max=hi), dict(w=qw, bias=qb, shift=shift),
                             macs=params["t_in"] * int(np.prod(w.shape)))

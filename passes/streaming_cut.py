@@ -393,7 +393,10 @@ class Cutter:
     def crop_upsampled(self, node: gs.Node, axis: int, start: int, count: int) -> None:
         """ConvTranspose over the window emits every output it touches; keep this call's."""
         strip_time_pads(node, axis)
-        node.attrs.pop("output_padding", None)
+        out_pad = node.attrs.pop("output_padding", None)
+        if out_pad is not None and len(out_pad) > 1:  # 2-D: frequency keeps its padding
+            node.attrs["output_padding"] = [0 if i == axis - 2 else int(v)
+                                            for i, v in enumerate(out_pad)]
         node.attrs.pop("output_shape", None)
         out = node.outputs[0]
         full = gs.Variable(unique_name(self.graph, f"{out.name}.full"), dtype=np.float32)

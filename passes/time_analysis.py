@@ -231,8 +231,9 @@ class Rules:
             self.fail(node, "weights that depend on the input are not supported")
             return None
         rank = len(static_shape(node.inputs[0]) or [])
-        if info.axis != rank - 1 or rank != 3:
-            self.fail(node, "ConvTranspose streams only as a 1-D op with time on the last axis")
+        if info.axis != rank - 1 or rank not in (3, 4):
+            self.fail(node, "ConvTranspose streams only as a 1-D or 2-D op with time on the "
+                            "last axis")
             return None
         if not info.streamed:
             return info

@@ -65,3 +65,34 @@ def test_a_frequency_axis_too_large_to_fold_is_refused(tmp_path):
     m = up_model((1, 8, 64, 4), 8, (3, 3), strides=[2, 1], pads=[1, 1, 1, 1])
     with pytest.raises(RillError, match="up.*2-D ConvTranspose.*weights"):
         compile_case(tmp_path, m, "big", bits=32, offline=True)
+
+
+def decoder(t: int = T) -> onnx.ModelProto:
+    """x [1, 2, F, T] -> causal Conv2d 3x3 + Relu -> ConvTranspose 2-D (x2 in F and T, output
+    padding 1 in frequency): an upsampling decoder stage over a spectrogram."""
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3],
+                  pads=[1, 2, 1, 0]),
+             node("Relu", ["c"], ["r"]),
+             node("ConvTranspose", ["r", "wt", "bt"], ["y"], name="up", kernel_shape=[3, 2],
+                  strides=[2, 2], pads=[1, 0, 0, 0], output_padding=[1, 0])]
+    inits = [init("w", weights([3, 2, 3, 3], 1)), init("b", weights([3], 2)),
+             init("wt", weights([3, 2, 3, 2], 3)), init("bt", weights([2], 4))]
+    return model(nodes, [("x", [1, 2, F, t])], [("y", None)], inits)
+
+
+@pytest.mark.parametrize("bits", [8, 32])
+def test_streamed_2d_conv_transpose(bits, tmp_path):
+    m = decoder()
+    opts = dict(bits=bits, chunk=2)
+    if bits != 32:
+        opts["calib_shape"] = (32, 1, 2, F, T)
+    result = compile_case(tmp_path, m, f"decoder{bits}", **opts)
+    report = result.report
+    assert report["mode"] == "streaming" and report["output"]["per_frame"]
+    assert report["verification"]["selftest"] == "passed"
+    x = np.random.default_rng(5).standard_normal((1, 2, F, 4 * T)).astype(np.float32)
+    got, want = c_vs_onnx(result, decoder(4 * T), x, tmp_path)
+    if bits == 32:
+        assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
+    else:
+        assert snr_db(want, got) > 20.0

@@ -32,6 +32,7 @@ from compiler.pass_manager import Pass
 from compiler.rill_ops import RILL_DOMAIN
 from compiler.shapes import infer_shapes
 from compiler.state_pairs import resolve_state_pairs
+from passes.lowering.geometry import ceil_padding
 from passes.time_analysis import TimeAnalysis, TimeInfo, WindowUse, analyze_time
 
 INT64_MAX = np.iinfo(np.int64).max
@@ -439,8 +440,20 @@ class Cutter:
 
 
 def strip_time_pads(node: gs.Node, axis: int) -> None:
-    pads = window_attrs(node)["pads"]
+    """Remove a window op's padding along time (the state holds those frames). A ceil_mode
+    pool becomes a floor one: a stream has no last window along time, and the other axes get
+    the right padding that keeps their ceil_mode output length."""
+    a = window_attrs(node)
+    pads = a["pads"]
     rank = len(pads) // 2
+    if int(node.attrs.get("ceil_mode", 0)):
+        x, y = static_shape(node.inputs[0]), static_shape(node.outputs[0])
+        for i in range(rank):
+            if i != axis - 2:
+                pads[i + rank] += ceil_padding(node, x[i + 2], y[i + 2], a["kernel"][i],
+                                               a["strides"][i], a["dilations"][i], pads[i],
+                                               pads[i + rank])
+        node.attrs["ceil_mode"] = 0
     pads[axis - 2] = pads[axis - 2 + rank] = 0
     set_explicit_pads(node, pads)
 

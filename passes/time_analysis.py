@@ -90,6 +90,16 @@ def time_window(node: gs.Node, axis: int) -> tuple[int, int, int, int, int]:
     return d * (k - 1), a["pads"][i], a["pads"][rank + i], a["strides"][i], d
 
 
+def ceil_adds_frames(node: gs.Node, axis: int) -> bool:
+    """Whether a ceil_mode window op's offline output has more frames along `axis` than the
+    floor formula gives (a last window overhanging the input's end)."""
+    span, pad_l, pad_r, stride, _ = time_window(node, axis)
+    x, y = static_shape(node.inputs[0]), static_shape(node.outputs[0])
+    if x is None or y is None or stride <= 0:
+        return True
+    return y[axis] > (x[axis] + pad_l + pad_r - span - 1) // stride + 1
+
+
 def pad_value(node: gs.Node) -> float:
     """The value the offline op reads before the first frame."""
     if node.op == "MaxPool":
@@ -219,6 +229,11 @@ class Rules:
             return None
         if pad_l > span:
             self.fail(node, f"left padding {pad_l} exceeds the window span {span}")
+            return None
+        if int(node.attrs.get("ceil_mode", 0)) and ceil_adds_frames(node, info.axis):
+            self.fail(node, "ceil_mode=1 adds an output frame whose window overhangs the last "
+                            "input frame, which a stream never has (use ceil_mode=0, an input "
+                            "length the strides divide, or --offline)")
             return None
         frames, skip, delay = strided_window(span, pad_l, stride, info.delay)
         self.uses.append(WindowUse(node, 0, "window-op", frames=frames, skip=skip,

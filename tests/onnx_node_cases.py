@@ -175,6 +175,22 @@ def run_case(case: NodeCase, index: int, work: Path) -> Result:
     scale = float(np.max(np.abs(want[finite]))) if finite.any() else 0.0
     err = float(np.max(np.abs(got[finite] - want[finite]))) if finite.any() else 0.0
     if err > TOLERANCE * max(scale, 1e-30):
-        return Result(case.name, "failed", f"max abs error {err:.3g} > {TOLERANCE:g} x {scale:.3g}")
+        # a few cases store rounded outputs (e.g. 4 decimals): then the C must be no further
+        # from them than onnxruntime is, and within the tolerance of onnxruntime
+        ort = _onnxruntime_output(case).reshape(want.shape).astype(np.float64)
+        ort_err = float(np.max(np.abs(ort[finite] - want[finite])))
+        vs_ort = float(np.max(np.abs(got[finite] - ort[finite])))
+        if ort_err <= TOLERANCE * scale or err > ort_err + TOLERANCE * scale \
+                or vs_ort > TOLERANCE * scale:
+            return Result(case.name, "failed",
+                          f"max abs error {err:.3g} > {TOLERANCE:g} x {scale:.3g}")
+        return Result(case.name, "passed", f"max abs error {vs_ort:.3g} vs onnxruntime (the "
+                                           f"expected output is rounded: {ort_err:.3g} off)")
     return Result(case.name, "passed", f"max abs error {err:.3g} ({err / max(scale, 1e-30):.2g} "
                                        "x max|expected|)")
+
+
+def _onnxruntime_output(case: NodeCase) -> np.ndarray:
+    from compiler.ort import session
+    sess = session(case.model)
+    return sess.run(None, {sess.get_inputs()[0].name: case.x})[0]

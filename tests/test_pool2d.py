@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
+from compiler.errors import RillError
 from compiler.streams import snr_db
 from graphs import init, model, node, weights
 from test_time_axis import c_vs_onnx, compile_case
@@ -94,3 +95,43 @@ def test_streamed_2d_pools_after_a_conv2d(key, bits, tmp_path):
         assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
     else:
         assert snr_db(want, got) > 25.0
+
+
+CEIL = {  # op, attrs, [N, C, (F,)], streamed T: ceil_mode pools (offline T = 7 overhangs)
+    "max_1d": ("MaxPool", dict(kernel_shape=[3], strides=[2], ceil_mode=1), (1, 2), 9),
+    "avg_1d_excl": ("AveragePool", dict(kernel_shape=[2], strides=[2], ceil_mode=1), (1, 2), 8),
+    "max_2d": ("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1), (1, 2, 5), 8),
+    "avg_2d_excl": ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 2], ceil_mode=1),
+                    (1, 2, 6), 8),
+}
+
+
+@pytest.mark.parametrize("key", list(CEIL))
+@pytest.mark.parametrize("offline", [True, False])
+def test_ceil_mode_pools(key, offline, tmp_path):
+    """Offline over 7 frames: the extra output is a window overhanging the end (pad values,
+    not counted). Streamed over a length without overhang along time: the stream has no last
+    window; the frequency axis keeps its ceil length."""
+    op, attrs, lead, streamed_t = CEIL[key]
+    shape = (*lead, 7 if offline else streamed_t)
+    m = pool_model(op, shape, **attrs)
+    result = compile_case(tmp_path, m, key, bits=32, offline=offline,
+                          chunk=None if offline else 2)
+    t = shape[-1] if offline else 4 * shape[-1]
+    x = np.random.default_rng(3).standard_normal((*lead, t)).astype(np.float32)
+    got, want = c_vs_onnx(result, pool_model(op, (*lead, t), **attrs), x, tmp_path)
+    assert got.shape == want.shape
+    assert float(np.max(np.abs(got - want))) <= 1e-5 * float(np.max(np.abs(want)))
+
+
+def test_streamed_ceil_mode_window_past_the_end_is_refused(tmp_path):
+    m = pool_model("AveragePool", (1, 2, 7), kernel_shape=[2], strides=[2], ceil_mode=1)
+    with pytest.raises(RillError, match="pool.*ceil_mode=1 adds an output frame"):
+        compile_case(tmp_path, m, "avg_ceil_stream", bits=32, chunk=2)
+
+
+def test_ceil_mode_average_counting_padding_is_refused(tmp_path):
+    m = pool_model("AveragePool", (1, 2, 7), kernel_shape=[2], strides=[2], ceil_mode=1,
+                   count_include_pad=1)
+    with pytest.raises(RillError, match="ceil_mode=1 with count_include_pad=1"):
+        compile_case(tmp_path, m, "avg_ceil_incl", bits=32, offline=True)

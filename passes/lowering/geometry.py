@@ -11,10 +11,20 @@ from compiler.graph import node_label, static_shape
 from compiler.op_attrs import window_attrs
 
 
-def refuse_ceil_mode(node: gs.Node) -> None:
-    if int(node.attrs.get("ceil_mode", 0)):
-        raise RillError(f"{node_label(node)}: ceil_mode=1 is not supported (the kernels give "
-                        "floor(...) + 1 output frames); pad the input instead")
+def ceil_padding(node: gs.Node, in_len: int, out_len: int, kernel: int, stride: int,
+                 dilation: int, pad_l: int, pad_r: int) -> int:
+    """Right padding to add so the kernels' floor((in + pads - span) / stride) + 1 gives the
+    `out_len` outputs of a ceil_mode pool (ONNX: the last window starts inside the input or
+    its left padding): it reads pad values (max: the lowest) or is not counted (average with
+    count_include_pad=0). An average that counts padding would count it: refused."""
+    if not int(node.attrs.get("ceil_mode", 0)):
+        return 0
+    extra = max(0, (out_len - 1) * stride + dilation * (kernel - 1) + 1 - (in_len + pad_l + pad_r))
+    if extra and node.op == "AveragePool" and int(node.attrs.get("count_include_pad", 0)):
+        raise RillError(f"{node_label(node)}: ceil_mode=1 with count_include_pad=1 divides the "
+                        "last window by a count the kernels do not give; use "
+                        "count_include_pad=0 or ceil_mode=0")
+    return extra
 
 
 def conv1d_geometry(node: gs.Node, w_shape: tuple[int, ...]) -> dict[str, int]:
@@ -63,10 +73,10 @@ def avgpool1d_geometry(node: gs.Node) -> dict[str, int]:
     a = window_attrs(node)
     if a["dilations"] != [1]:
         raise RillError(f"{node_label(node)}: dilated AveragePool is not supported")
-    refuse_ceil_mode(node)
     _, c, t_in = static_shape(node.inputs[0])
-    return dict(t_in=t_in, channels=c, kernel=a["kernel"][0], stride=a["strides"][0],
-                pad_l=a["pads"][0], pad_r=a["pads"][1],
+    k, s, (pl, pr) = a["kernel"][0], a["strides"][0], a["pads"]
+    pr += ceil_padding(node, t_in, static_shape(node.outputs[0])[2], k, s, 1, pl, pr)
+    return dict(t_in=t_in, channels=c, kernel=k, stride=s, pad_l=pl, pad_r=pr,
                 count_include_pad=int(node.attrs.get("count_include_pad", 0)))
 
 
@@ -74,11 +84,11 @@ def maxpool1d_geometry(node: gs.Node) -> dict[str, int]:
     """maxpool1d params without the pad value and the shift."""
     if len(static_shape(node.inputs[0])) != 3 or len(node.outputs) > 1 and node.outputs[1].name:
         raise RillError(f"{node_label(node)}: only 1-D MaxPool without indices has a kernel")
-    refuse_ceil_mode(node)
     a = window_attrs(node)
     _, c, t_in = static_shape(node.inputs[0])
-    return dict(t_in=t_in, channels=c, kernel=a["kernel"][0], stride=a["strides"][0],
-                dilation=a["dilations"][0], pad_l=a["pads"][0], pad_r=a["pads"][1])
+    k, s, d, (pl, pr) = a["kernel"][0], a["strides"][0], a["dilations"][0], a["pads"]
+    pr += ceil_padding(node, t_in, static_shape(node.outputs[0])[2], k, s, d, pl, pr)
+    return dict(t_in=t_in, channels=c, kernel=k, stride=s, dilation=d, pad_l=pl, pad_r=pr)
 
 
 def elements(t: gs.Tensor) -> int:

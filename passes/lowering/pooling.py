@@ -17,7 +17,7 @@ import onnx_graphsurgeon as gs
 from compiler.errors import RillError
 from compiler.graph import node_label, static_shape
 from compiler.op_attrs import window_attrs
-from passes.lowering.geometry import refuse_ceil_mode
+from passes.lowering.geometry import ceil_padding
 from passes.time_analysis import pad_value
 from runtime.ir import Buffer
 
@@ -36,13 +36,13 @@ class Pool2dOps:
                             "([N, C, F, T])")
         if kind == "maxpool1d" and len(node.outputs) > 1 and node.outputs[1].name:
             raise RillError(f"{node_label(node)}: MaxPool's Indices output is not supported")
-        refuse_ceil_mode(node)
         a = window_attrs(node)
         if kind == "avgpool1d" and a["dilations"] != [1, 1]:
             raise RillError(f"{node_label(node)}: dilated AveragePool is not supported")
         n, c, f_in, t_in = static_shape(x)
         f_out, t_out = static_shape(y)[2:]
-        axes = {"f": self.axis_geometry(node, a, 0, kind), "t": self.axis_geometry(node, a, 1, kind)}
+        axes = {"f": self.axis_geometry(node, a, 0, kind, f_in, f_out),
+                "t": self.axis_geometry(node, a, 1, kind, t_in, t_out)}
         pool_f = axes["f"]["kernel"] > 1 or axes["f"]["stride"] > 1 or f_out != f_in
         pool_t = axes["t"]["kernel"] > 1 or axes["t"]["stride"] > 1 or t_out != t_in
         src = self.buffer(x)
@@ -85,11 +85,15 @@ class Pool2dOps:
         return self.reorder_buffer(node, pooled, shape, F_OUTER, STORED, back)
 
     @staticmethod
-    def axis_geometry(node: gs.Node, a: dict, i: int, kind: str) -> dict[str, int]:
-        """The 1-D pool params of spatial axis `i` (0: frequency, 1: time) but sizes."""
+    def axis_geometry(node: gs.Node, a: dict, i: int, kind: str, in_len: int,
+                      out_len: int) -> dict[str, int]:
+        """The 1-D pool params of spatial axis `i` (0: frequency, 1: time) but sizes; a
+        ceil_mode pool gets the right padding that yields its output length."""
         rank = len(a["kernel"])
-        g = dict(kernel=a["kernel"][i], stride=a["strides"][i], pad_l=a["pads"][i],
-                 pad_r=a["pads"][i + rank])
+        k, s, d = a["kernel"][i], a["strides"][i], a["dilations"][i]
+        pl, pr = a["pads"][i], a["pads"][i + rank]
+        g = dict(kernel=k, stride=s, pad_l=pl,
+                 pad_r=pr + ceil_padding(node, in_len, out_len, k, s, d, pl, pr))
         if kind == "avgpool1d":
             g["count_include_pad"] = int(node.attrs.get("count_include_pad", 0))
         else:

@@ -311,7 +311,7 @@ int {p}_selftest(void);
                     f"{names['shift']}, {out});")
         if step.op == "add":
             return f"{fn}(&{names['params']}, {ins[0]}, {ins[1]}, {out});"
-        if step.op == "binary":
+        if step.op in ("binary", "matmul"):
             a, b = self.operands(step, names)
             return f"{fn}(&{names['params']}, {a}, {b}, {out});"
         if step.op == "softmax":

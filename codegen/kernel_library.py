@@ -4,7 +4,7 @@ the model's namespace.
 Each kernel family has one template, `runtime/c/<family>.c`, written with type tokens:
 
     rill_x_t    input                     RILL_X_MIN / RILL_X_MAX / RILL_X_BITS its range / bits
-    rill_x2_t   second input (add, binary)
+    rill_x2_t   second input (add, binary, matmul)
     rill_w_t    weights                   rill_acc_t  bias and accumulator
     rill_y_t    output                    RILL_Y_MIN / RILL_Y_MAX / RILL_Y_BITS its range / bits
     rill_table_t  the lut table (the output type for int8 inputs, int32 for int16 inputs)
@@ -77,6 +77,7 @@ FAMILIES: dict[str, Family] = {
     "binary": Family("binary.c", ("x2",)),
     "pad": Family("pad.c", same_xy=True),
     "layernorm": Family("layernorm.c", ("w", "acc")),
+    "matmul": Family("matmul.c", ("x2", "acc")),
     "avgpool1d": Family("avgpool1d.c", f32_file="avgpool1d_f32.c"),
     "maxpool1d": Family("maxpool1d.c", f32_file="maxpool1d_f32.c"),
     "reduce": Family("reduce.c", f32_file="reduce_f32.c"),
@@ -170,7 +171,8 @@ def kernel_types(step: Step, buffers: Mapping[str, Buffer]) -> KernelTypes:
         x, x2 = _bits(buffers[step.inputs[0]].dtype), None
     w = (_bits(np.asarray(step.arrays[_WEIGHT_ARRAY.get(step.op, "w")]).dtype)
          if "w" in spec.fields else None)
-    acc = _bits(np.asarray(step.arrays["bias"]).dtype) if "acc" in spec.fields else None
+    acc = (step.params["acc_bits"] if step.op == "matmul"  # no bias: the accumulator is a param
+           else _bits(np.asarray(step.arrays["bias"]).dtype) if "acc" in spec.fields else None)
     types = KernelTypes(x=x, y=_bits(buffers[step.outputs[0]].dtype), x2=x2, w=w, acc=acc)
     check_types(step.op, types)
     return types
@@ -189,8 +191,8 @@ def params_struct(family: str, types: KernelTypes) -> tuple[str, tuple[str, ...]
 
 
 def operand_dtypes(step: Step, buffers: Mapping[str, Buffer]) -> tuple[np.dtype, np.dtype]:
-    """The dtypes of a two-operand step's operands `a` and `b`: each a constant array of that
-    name (flash) or else the next input buffer."""
+    """The dtypes of a two-operand step's operands `a` and `b` (binary, matmul): each a constant
+    array of that name (flash) or else the next input buffer."""
     inputs = iter(step.inputs)
     return tuple(np.asarray(step.arrays[k]).dtype if k in step.arrays
                  else np.dtype(buffers[next(inputs)].dtype) for k in ("a", "b"))

@@ -1,6 +1,7 @@
 """Canonical Gemm: `y = x @ W^T + b` with W stored [N, K], alpha = beta = 1.
 
-MatMul by a constant followed by Add of a constant bias becomes one Gemm; Gemm's alpha, beta and
+MatMul by a constant followed by Add of a constant bias becomes one Gemm (a constant on the
+left, `C @ X`, is turned around first: (X^T C^T)^T); Gemm's alpha, beta and
 transB are folded into its constants; a following bias Add is folded into the Gemm's bias. A
 MatMul over a [..., M, K] activation (e.g. a per-frame Linear after a recurrent layer) becomes
 Reshape to [prod(...)*M, K], Gemm, Reshape back, so every product is one 2-D Gemm; a vector
@@ -90,6 +91,40 @@ class MatMulToGemm(RewriteRule):
         return out
 
 
+class ConstantLeftMatMul(RewriteRule):
+    """`C @ X` with a constant 2-D C (e.g. a mel filterbank over spectrogram frames [1, F, T])
+    becomes Transpose(Transpose(X) @ C^T): `matmul-to-gemm` then makes the product a Gemm whose
+    output channels are C's rows (per-channel weight exponents); with time stored first the
+    transposes move no data."""
+    name = "matmul-constant-left"
+    anchor_ops = frozenset({"MatMul"})
+
+    def match(self, graph: gs.Graph, node: gs.Node) -> dict[str, Any] | None:
+        c = const_value(node.inputs[0])
+        shape = static_shape(node.inputs[1])
+        if c is None or c.ndim != 2 or const_value(node.inputs[1]) is not None \
+                or shape is None or len(shape) < 2:
+            return None
+        return {"mm": node, "c": c, "shape": shape}
+
+    def rewrite(self, graph: gs.Graph, m: dict[str, Any]) -> None:
+        mm, c, shape = m["mm"], m["c"], list(m["shape"])
+        rank = len(shape)
+        perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+        xt = gs.Variable(unique_name(graph, f"{mm.name}.x_t"), dtype=np.float32,
+                         shape=[shape[p] for p in perm])
+        graph.nodes.append(gs.Node("Transpose", name=unique_name(graph, f"{mm.name}/x_t"),
+                                   attrs={"perm": perm}, inputs=[mm.inputs[1]], outputs=[xt]))
+        out = mm.outputs[0]
+        yt = gs.Variable(unique_name(graph, f"{mm.name}.y_t"), dtype=np.float32,
+                         shape=shape[:-2] + [shape[-1], c.shape[0]])
+        mm.inputs[0], mm.inputs[1] = xt, gs.Constant(unique_name(graph, f"{mm.name}/c_t"),
+                                                     np.ascontiguousarray(c.T))
+        mm.outputs[0] = yt
+        graph.nodes.append(gs.Node("Transpose", name=unique_name(graph, f"{mm.name}/y_t"),
+                                   attrs={"perm": perm}, inputs=[yt], outputs=[out]))
+
+
 class CanonicalGemm(RewriteRule):
     """Any Gemm with a constant B: transA becomes a Transpose of A in front, alpha and transB
     are folded into W, beta into the bias; a bias C that is not one value per output column
@@ -174,4 +209,4 @@ class FuseGemm(RewritePass):
     name = "fuse-gemm"
     requires = frozenset({"constants-folded"})
     ensures = frozenset({"gemm-canonical"})
-    rules = (MatMulToGemm(), CanonicalGemm(), FoldBiasAdd())
+    rules = (ConstantLeftMatMul(), MatMulToGemm(), CanonicalGemm(), FoldBiasAdd())

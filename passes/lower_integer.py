@@ -15,14 +15,15 @@ from passes.lowering.movement import MovementOps
 from passes.lowering.normalization import NormalizationOps
 from passes.lowering.padding import PaddingOps
 from passes.lowering.pooling import IntegerPoolNumbers, Pool2dOps
+from passes.lowering.product import ProductOps
 from passes.lowering.recurrent import RecurrentOps
 from passes.lowering.weighted import WeightedOps
 from passes.lowering.program import lower_graph, stored_time_info
 
 
-class Lowering(WeightedOps, ArithmeticOps, NormalizationOps, ElementwiseOps, Pool2dOps,
-               IntegerPoolNumbers, PaddingOps, MovementOps, RecurrentOps, IntegerFormat,
-               LoweringBase):
+class Lowering(WeightedOps, ArithmeticOps, ProductOps, NormalizationOps, ElementwiseOps,
+               Pool2dOps, IntegerPoolNumbers, PaddingOps, MovementOps, RecurrentOps,
+               IntegerFormat, LoweringBase):
     """Builds the program node by node; one method per ONNX op family (passes/lowering/,
     base.OP_METHODS)."""
 

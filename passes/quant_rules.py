@@ -17,7 +17,8 @@ to one final rounding:
   (passes/div_by_constant.py), computed in float64 before the constant is quantized;
 - PRelu: the positive side has exponent e_a, the negative side a * slope e_a + e_s; both are
   aligned to the finer one and requantized once to e_y.
-A constant operand (a scale, an offset, a PRelu slope) is quantized once at compile time at the
+A constant operand (a scale, an offset, a PRelu slope, a batched MatMul operand that no Gemm
+took) is quantized once at compile time at the
 layer's weight bits, with one exponent for the whole tensor, the smallest that does not clip it
 (`operand_exponent`; a LayerNormalization scale gets one per element, its offset sits in the
 int64 accumulator: passes/lowering/normalization.py): a per-tensor exponent that clipped the largest value would be a
@@ -56,7 +57,7 @@ OPERAND_FINEST_BELOW_OUTPUT = 24
 def operand_indices(op: str, constant: Sequence[bool]) -> list[int]:
     """The inputs of a node of type `op` that Rill quantizes as constant operands (at the
     layer's weight bits), given which inputs are constants."""
-    if op in ARITHMETIC_OPS and len(constant) == 2 and not all(constant):
+    if (op in ARITHMETIC_OPS or op == "MatMul") and len(constant) == 2 and not all(constant):
         return [i for i in (0, 1) if constant[i]]
     if op == "LayerNormalization" and len(constant) > 1 and constant[1]:
         return [1]  # the scale; the offset joins the int64 accumulator

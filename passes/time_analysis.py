@@ -159,7 +159,9 @@ class Rules:
             return self.transpose(node, ins)
         if op in RESHAPE_OPS:
             return self.reshape(node, ins)
-        if op in ("Gemm", "FusedGemm", "MatMul"):
+        if op == "MatMul":
+            return self.matmul_op(node, ins)
+        if op in ("Gemm", "FusedGemm"):
             return self.matmul(node, ins)
         if op in ("Softmax", "LogSoftmax", "LayerNormalization", "Split"):
             return self.along_axis(node, ins)
@@ -404,6 +406,37 @@ class Rules:
             return None
         return replace(info, axis=axis)
 
+    def matmul_op(self, node: gs.Node, ins):
+        """MatMul of any operands (numpy rules: batch dims broadcast, 1-D operands promoted):
+        frame-local when time is a batch axis of the operands that carry it (both at the same
+        output axis and delay when both do) or the row axis of `a` / the column axis of `b`;
+        contracting over time mixes frames."""
+        shapes = [static_shape(t) or () for t in node.inputs[:2]]
+        ra, rb = len(shapes[0]), len(shapes[1])
+        nb = len(static_shape(node.outputs[0]) or ()) - (ra >= 2) - (rb >= 2)  # batch dims
+        outs = []
+        for which, (info, rank) in enumerate(zip(ins, (ra, rb))):
+            if info is None:
+                continue
+            own = rank - 2 if which == 0 else rank - 1  # a's rows, b's columns
+            if rank == 1 or info.axis == (rank - 1 if which == 0 else rank - 2):
+                if info.streamed:
+                    self.fail(node, "MatMul contracts over the streamed time axis, which mixes "
+                                    "frames; cut the window with x[..., -N:] first")
+                return None
+            axis = nb + which * (ra >= 2) if info.axis == own else info.axis + nb - (rank - 2)
+            outs.append(replace(info, axis=axis))
+        if len(outs) == 2 and outs[0] != outs[1]:
+            self.fail(node, "MatMul of streamed tensors with different time axes or delays")
+            return None
+        for t, shape, info in zip(node.inputs[:2], shapes, ins):
+            pos = outs[0].axis - (nb - (len(shape) - 2))  # a batch dim of the other operand
+            if info is None and outs[0].axis < nb and 0 <= pos and shape[pos] != 1:
+                self.fail(node, f"operand '{t.name}' varies along time but is not part of the "
+                                "streamed signal")
+                return None
+        return outs[0]
+
     def matmul(self, node: gs.Node, ins):
         """A product with constant weights is frame-local unless it contracts over time."""
         info = ins[0]
@@ -464,7 +497,7 @@ def analyze_time(graph: gs.Graph, seeds: dict[str, TimeInfo | None]) -> TimeAnal
     for node in graph.nodes:
         ins = [info.get(t.name) if t.name and const_value(t) is None else None for t in node.inputs]
         if ins and ins[0] is None and any(i is not None for i in ins[1:]) \
-                and node.op not in ELEMENTWISE and node.op != "Concat":
+                and node.op not in ELEMENTWISE and node.op not in ("Concat", "MatMul"):
             if any(i.streamed for i in ins if i is not None):
                 rules.fail(node, f"the streamed signal enters {node.op} as a parameter")
             continue

@@ -70,6 +70,7 @@ _STRUCT_CALLS = {
     "add": (2, "{fn}(&p, a[0], a[1], out);"),
     "binary": (2, "{fn}(&p, a[0], a[1], out);"),
     "pad": (1, "{fn}(&p, a[0], out);"),
+    "matmul": (2, "{fn}(&p, a[0], a[1], out);"),
     "layernorm": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
     "avgpool1d": (1, "{fn}(&p, a[0], out);"),
     "maxpool1d": (1, "{fn}(&p, a[0], out);"),

@@ -1819,8 +1819,8 @@ def test_emitted_mixed_program_matches_reference(tmp_path):
 # -------------------------------------------------------------------------- source hygiene
 
 def all_variants() -> list[tuple[str, KernelTypes]]:
-    """Every type signature every family has (160 with the 16 GRU, 16 LSTM, 16 layernorm and 8
-    binary ones)."""
+    """Every type signature every family has (176 with the 16 GRU, 16 LSTM, 16 layernorm, 16
+    matmul and 8 binary ones)."""
     out = []
     for family, spec in FAMILIES.items():
         for x, y, x2, w, acc in itertools.product((8, 16), (8, 16), (8, 16), (8, 16), (32, 64)):
@@ -1843,7 +1843,7 @@ def test_every_variant_compiles_strict(tmp_path):
     -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wconversion, gcc and clang, both
     rounding modes."""
     variants = all_variants()
-    assert len(variants) == 160
+    assert len(variants) == 176
     assert {p.name for p in TEMPLATES} == {f for spec in FAMILIES.values()
                                             for f in (spec.file, spec.f32_file) if f}
     for src in TEMPLATES:  # float32 templates (tests/test_kernels_f32.py) include their header

@@ -1,4 +1,5 @@
-"""The kernels of the broadcasting, layout and normalization ops (binary, pad, layernorm; runtime/c templates instantiated per
+"""The kernels of the broadcasting, layout, normalization and product ops (binary, pad, layernorm,
+matmul; runtime/c templates instantiated per
 type variant) against the Python integer reference bit for bit in both rounding modes, for int8,
 int16 and mixed operands, at edge values (type extremes, rounding ties, division by zero,
 saturation, every broadcast pattern), and the reference against the spec (runtime/KERNELS.md)
@@ -25,6 +26,7 @@ from codegen.kernel_library import KernelTypes, variant_suffix
 from runtime.reference import kernels as ref
 from runtime.reference.binary import BINARY_OPS, binary
 from runtime.reference.layernorm import layernorm
+from runtime.reference.matmul import matmul
 from runtime.reference.pad import PAD_MODES, pad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +38,10 @@ BINARY_TYPES = [T(x, y, x2=b) for x, b, y in itertools.product((8, 16), repeat=3
 PAD_TYPES = [T(8, 8), T(16, 16)]
 NORM_TYPES = [T(x, y, w=w, acc=a) for x, w, a, y in itertools.product((8, 16), (8, 16), (32, 64),
                                                                        (8, 16))]
+MATMUL_TYPES = [T(x, y, x2=b, acc=a) for x, b, a, y in itertools.product((8, 16), (8, 16),
+                                                                          (32, 64), (8, 16))]
 TESTED = ([("binary", t) for t in BINARY_TYPES] + [("pad", t) for t in PAD_TYPES]
-          + [("layernorm", t) for t in NORM_TYPES])
+          + [("layernorm", t) for t in NORM_TYPES] + [("matmul", t) for t in MATMUL_TYPES])
 DISPATCH, VARIANT_OP = dispatch_source(TESTED)
 
 pytestmark = pytest.mark.skipif(shutil.which(CC) is None, reason=f"no C compiler ({CC})")
@@ -466,3 +470,80 @@ def test_layernorm_reference_refuses_overflow():
     with pytest.raises(OverflowError):  # epsilon too large for int64
         layernorm(*args, outer=1, length=16, inner=1, z_frac=20, eps_mant=(1 << 31) - 1,
                   eps_shift=62, mode="half_up")
+
+
+# ------------------------------------------------------------------------------- matmul
+
+def matmul_layout(rng, dims: tuple[int, ...], broadcast: bool) -> tuple[list[int], int]:
+    """Strides of an operand of logical dims (batch0, batch1, r, c) stored in a random axis
+    order, optionally broadcast along a batch dim; its element count."""
+    kept = list(dims)
+    if broadcast:
+        kept[int(rng.integers(0, 2))] = 1
+    order = [int(v) for v in rng.permutation(4)]
+    stored = [kept[d] for d in order]
+    dense = [int(np.prod(stored[i + 1:])) for i in range(4)]
+    strides = [0] * 4
+    for pos, d in enumerate(order):
+        strides[d] = dense[pos] if kept[d] > 1 else 0
+    return strides, int(np.prod(stored))
+
+
+def matmul_setup(t: KernelTypes, rng, seed: int, extreme: bool) -> tuple[dict, np.ndarray,
+                                                                          np.ndarray]:
+    b0, b1, m, k, n = (int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(1, 5)),
+                       int(rng.integers(0 if seed == 3 else 1, 9)), int(rng.integers(1, 5)))
+    a_stride, a_n = matmul_layout(rng, (b0, b1, m, k), seed % 3 == 1)
+    b_stride, b_n = matmul_layout(rng, (b0, b1, k, n), seed % 3 == 2)
+    y_stride, _ = matmul_layout(rng, (b0, b1, m, n), False)
+    a, b = rand_int(rng, a_n, t.x, extreme), rand_int(rng, b_n, t.x2, extreme)
+    if t.acc == 32 and t.x == t.x2 == 16:  # keep sum |a*b| within int32
+        a, b = (v // 64 for v in (a, b))
+    lo, hi = trange(t.y)
+    wide = t.x + t.x2 - 16
+    p = dict(batch0=b0, batch1=b1, m=m, k=k, n=n, a_stride=a_stride, b_stride=b_stride,
+             y_stride=y_stride, shift=int(rng.integers(-2, 12 + wide)),
+             act_min=0 if seed % 4 == 1 else lo, act_max=hi)
+    return p, a, b
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(MATMUL_TYPES)
+def test_matmul(drivers, types, mode):
+    """Random batched products with every operand (and the output) in a random stored axis
+    order, batch broadcasting, k = 0, extreme values (ties, saturation, left shifts)."""
+    cases = []
+    for seed in range(40):
+        p, a, b = matmul_setup(types, np.random.default_rng(7800 + seed), seed, seed % 5 == 0)
+        want = matmul(a, b, **p, acc_bits=types.acc, mode=mode, out_bits=types.y)
+        cases.append((f"matmul_{variant_suffix(types)} seed={seed} {p}", ("matmul", types),
+                      flat_params("matmul", p), [a, b], want))
+    drivers[mode].check(cases)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(MATMUL_TYPES[::5])
+def test_matmul_reference_matches_spec_literally(types, mode):
+    for seed in range(10):
+        p, a, b = matmul_setup(types, np.random.default_rng(7900 + seed), seed, seed % 2 == 0)
+        got = matmul(a, b, **p, acc_bits=types.acc, mode=mode, out_bits=types.y)
+        y = np.zeros(got.size, np.int64)
+        lo, hi = trange(types.y)
+        sa, sb, sy = p["a_stride"], p["b_stride"], p["y_stride"]
+        for i0, i1, i, j in itertools.product(*(range(p[f]) for f in ("batch0", "batch1", "m",
+                                                                          "n"))):
+            acc = sum(int(a[i0 * sa[0] + i1 * sa[1] + i * sa[2] + l * sa[3]])
+                      * int(b[i0 * sb[0] + i1 * sb[1] + l * sb[2] + j * sb[3]])
+                      for l in range(p["k"]))
+            r = exact_round(Fraction(acc) / Fraction(2) ** p["shift"], mode)
+            y[i0 * sy[0] + i1 * sy[1] + i * sy[2] + j * sy[3]] = min(max(r, p["act_min"], lo),
+                                                                     p["act_max"], hi)
+        np.testing.assert_array_equal(got, y, err_msg=f"seed={seed}")
+
+
+def test_matmul_reference_refuses_an_overflowing_int32_accumulator():
+    a = np.full(4, 32767, np.int16)
+    with pytest.raises(OverflowError):
+        matmul(a, a, batch0=1, batch1=1, m=1, k=4, n=1, a_stride=[0, 0, 0, 1],
+               b_stride=[0, 0, 1, 0], y_stride=[0, 0, 0, 0], shift=0, act_min=-32768,
+               act_max=32767, acc_bits=32, mode="half_up")

@@ -31,6 +31,7 @@ OP_METHODS: dict[str, str] = {
     "ReduceMean": "reduce", "ReduceMax": "reduce", "ReduceSum": "reduce",
     "GlobalAveragePool": "reduce", "GlobalMaxPool": "reduce",
     "Softmax": "softmax", "MaskFrames": "mask_frames", "LayerNormalization": "layernorm",
+    "MatMul": "matmul",
     "ConvTranspose": "conv_transpose", "GRU": "recurrent", "LSTM": "recurrent",
 }
 

@@ -171,4 +171,18 @@ typedef struct {
     int32_t eps_shift;
 } rill_layernorm_params_t;
 
+typedef struct {
+    int32_t batch0;
+    int32_t batch1;
+    int32_t m;
+    int32_t k;
+    int32_t n;
+    int32_t a_stride[4]; /* element strides of a along batch0, batch1, m, k */
+    int32_t b_stride[4]; /* ... of b along batch0, batch1, k, n */
+    int32_t y_stride[4]; /* ... of y along batch0, batch1, m, n */
+    int32_t shift;
+    int32_t act_min;
+    int32_t act_max;
+} rill_matmul_params_t;
+
 #endif /* RILL_KERNELS_H */

@@ -1,6 +1,7 @@
 """Bit-exact Python integer reference of the Rill C kernels (see runtime/KERNELS.md)."""
 from .binary import BINARY_OPS, binary
 from .layernorm import layernorm
+from .matmul import matmul
 from .pad import PAD_MODES, pad
 from .kernels import (
     PARAMS_FIELDS,
@@ -31,6 +32,7 @@ from .kernels import (
 )
 
 __all__ = [
+    "matmul",
     "layernorm",
     "PAD_MODES",
     "pad",

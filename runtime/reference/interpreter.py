@@ -10,6 +10,7 @@ from runtime.ir import Program, Step
 from runtime.reference import f32 as F
 from runtime.reference.binary import binary
 from runtime.reference.layernorm import layernorm
+from runtime.reference.matmul import matmul
 from runtime.reference.pad import pad
 from runtime.reference import kernels as K
 from runtime.reference import recurrent as R
@@ -112,6 +113,8 @@ def _run_step(step: Step, mem: dict[str, np.ndarray], mode: str) -> None:
         y = pad(ins[0], **kw)
     elif family == "layernorm":
         y = layernorm(ins[0], a["w"], a["bias"], a["shift"], mode=mode, **kw)
+    elif family == "matmul":
+        y = matmul(*_operands(step, ins), mode=mode, **kw)
     elif family == "binary":
         y = binary(*_operands(step, ins), mode=mode, **kw)
     elif family == "lut":

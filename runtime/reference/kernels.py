@@ -44,6 +44,8 @@ PARAMS_FIELDS: dict[str, tuple[str, ...]] = {
                "pad_f_l", "pad_f_r", "act_min", "act_max"),
     "reduce": ("outer", "length", "inner", "op", "shift"),
     "softmax": ("rows", "cols", "out_frac", "lo_bits", "hi_len", "scale_bits"),
+    "matmul": ("batch0", "batch1", "m", "k", "n", "a_stride", "b_stride", "y_stride", "shift",
+               "act_min", "act_max"),
     "layernorm": ("outer", "length", "inner", "z_frac", "eps_mant", "eps_shift"),
     "pad": ("mode", "value", "in_shape", "pad_lo", "pad_hi"),
     "binary": ("op", "shape", "a_stride", "b_stride", "shift_a", "shift_b", "shift_out",

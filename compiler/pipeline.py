@@ -36,6 +36,7 @@ from compiler.state_pairs import resolve_state_pairs, time_series_name
 from compiler.streams import CALLS_PER_STREAM, aligned, call_streams, run_float_stream, snr_db, stitch
 from passes.assign_precision import AssignPrecision, layer_nodes
 from passes.calibrate import Calibrate
+from passes.check_support import CheckSupport
 from passes.correct_output_bias import CorrectOutputBias
 from passes.div_by_constant import DivByConstant
 from passes.fold_chomp import FoldChomp
@@ -64,10 +65,12 @@ LAYER_SNR_SAMPLES = 16  # per-layer SNR is a diagnostic: a subset of the data su
 
 
 def float_passes(offline: bool) -> list[Pass]:
-    """Normalize and fuse, then cut into a streaming model (unless compiling offline)."""
+    """Normalize and fuse, refuse a model with nodes Rill cannot compile (all of them in one
+    error, before any calibration), then cut into a streaming model (unless compiling
+    offline)."""
     passes: list[Pass] = [ImportQDQ(), RemoveIdentity(), FoldConstants(), FuseGemm(), FusePad(), FoldChomp(),
                           FuseBatchNorm(), FuseActivation(), FuseSilu(), FuseGelu(), DivByConstant(),
-                          FoldLinearHead(), InferShapes()]
+                          FoldLinearHead(), InferShapes(), CheckSupport()]
     return passes if offline else passes + [StreamingCut()]
 
 

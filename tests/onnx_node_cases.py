@@ -31,16 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NODE_ONNX_VERSION = "1.19.1"  # the last onnx release whose wheel ships backend/test/data/node
 DATA_PREFIX = "onnx/backend/test/data/node/"
 
-# The ONNX ops Rill claims to support (README "Supported today"): everything the lowering has a
-# kernel for, the unary functions, and what the front-end passes fold or remove.
-FRONTEND_OPS = frozenset({"Identity", "Dropout", "BatchNormalization", "Pad", "MatMul",
-                          "Constant"})
-
-
 def supported_ops() -> frozenset[str]:
-    from passes.lowering.base import OP_METHODS
-    from passes.tables import TABLE_OPS
-    return frozenset(OP_METHODS) | TABLE_OPS | FRONTEND_OPS
+    """The ONNX ops Rill claims to support at --bits 32: exactly what its check-support pass
+    accepts (passes/check_support.py; README "Supported today")."""
+    from passes.check_support import claimed_ops
+    return claimed_ops(32)
 
 
 def cache_dir() -> Path:
@@ -152,7 +147,7 @@ def run_case(case: NodeCase, index: int, work: Path) -> Result:
     try:
         result = compile_model(path, options, work / "out", force=True)
     except RillError as exc:
-        return Result(case.name, "unsupported", str(exc).splitlines()[0])
+        return Result(case.name, "unsupported", " ".join(str(exc).splitlines()[:2]))
     except Exception as exc:  # a Rill bug: a crash instead of a clear error or a component
         return Result(case.name, "failed", f"compile crashed: {type(exc).__name__}: {exc}")
     try:

@@ -63,6 +63,25 @@ def _with_cumsum_on_time(model: onnx.ModelProto, after: str = "/conv_out/Conv") 
     return model
 
 
+def _with_unsupported_chain(model: onnx.ModelProto, after: str = "/conv_out/Conv") -> onnx.ModelProto:
+    """Cos -> Floor -> Pow(f, f) after node `after`: two ops without a kernel and a Pow whose
+    exponent is not a constant."""
+    g = model.graph
+    producer = next(n for n in g.node if n.name == after)
+    out = producer.output[0]
+    for n in g.node:
+        n.input[:] = [f"{out}_pow" if i == out else i for i in n.input]
+    at = list(g.node).index(producer) + 1
+    for k, n in enumerate([
+            helper.make_node("Cos", [out], [f"{out}_cos"], name="/bad/Cos"),
+            helper.make_node("Floor", [f"{out}_cos"], [f"{out}_floor"], name="/bad/Floor"),
+            helper.make_node("Pow", [f"{out}_floor", f"{out}_floor"], [f"{out}_pow"],
+                             name="/bad/Pow")]):
+        g.node.insert(at + k, n)
+    onnx.checker.check_model(model)
+    return model
+
+
 def _with_stride2_on_time(model: onnx.ModelProto, node: str = "/conv_out/Conv") -> onnx.ModelProto:
     """A Conv with stride 2 along time (downsampling by 2)."""
     conv = next(n for n in model.graph.node if n.name == node)
@@ -230,6 +249,19 @@ def case_two_unstreamable_nodes(tmp, ex, calib):
     return ["compile", p, "--calib", calib], 1, ["/time/TopK", "/time/CumSum"]
 
 
+def case_three_unsupported_nodes(tmp, ex, calib):
+    """Issue 5: a model with unsupported nodes fails (before calibration) listing all of them."""
+    p = _save(tmp, _with_unsupported_chain(_base(ex)), "three_bad.onnx")
+    return ["compile", p, "--calib", calib], 1, ["3 node(s)", "/bad/Cos", "/bad/Floor",
+                                                 "/bad/Pow", "no kernel", "exponent"]
+
+
+def case_three_unsupported_nodes_float32(tmp, ex, calib):
+    p = _save(tmp, _with_unsupported_chain(_base(ex)), "three_bad32.onnx")
+    return ["compile", p, "--bits", "32"], 1, ["3 node(s)", "float32", "/bad/Cos", "/bad/Floor",
+                                               "/bad/Pow"]
+
+
 def case_dynamic_unpinned(tmp, ex, calib):
     return ["compile", DYNAMIC], 1, ["tcn_torch_dynamic.onnx", "'x'", "--input-shape"]
 
@@ -325,6 +357,8 @@ CASES = [
     pytest.param(case_topk_on_time, id="topk-on-time-path"),
     pytest.param(case_conv_stride2_on_time, id="chunk-not-multiple-of-stride"),
     pytest.param(case_two_unstreamable_nodes, id="lists-every-unstreamable-node"),
+    pytest.param(case_three_unsupported_nodes, id="lists-every-unsupported-node"),
+    pytest.param(case_three_unsupported_nodes_float32, id="lists-every-unsupported-node-f32"),
     pytest.param(case_dynamic_unpinned, id="dynamic-dims-unpinned"),
     pytest.param(case_chunk_not_dividing, id="chunk-does-not-divide-window"),
     pytest.param(case_calib_wrong_shape, id="calib-wrong-shape"),

@@ -49,6 +49,7 @@ class LoweringBase:
     """Buffers and the steps emitted so far; the format mixin gives dtypes and exponents."""
 
     precision = ""  # named in errors: "integer" or "float32"
+    unary_ops: frozenset[str] = TABLE_OPS  # the ops its `unary` method computes
 
     def __init__(self, ctx: CompileContext, info: dict[str, TimeInfo]):
         self.ctx = ctx

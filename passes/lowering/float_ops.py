@@ -27,6 +27,14 @@ def _attr(node: gs.Node, name: str, default):
     return v.decode() if isinstance(v, bytes) else v
 
 
+#: The unary ops whose float32 function takes no parameter, and its name.
+SIMPLE_FUNCTIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Silu": "silu", "Tanh": "tanh",
+                    "Exp": "exp", "Softplus": "softplus", "Neg": "neg", "Abs": "abs", "Erf": "erf"}
+#: Every unary op (passes/tables.py TABLE_OPS) the float32 `unary` kernel computes.
+FLOAT_UNARY_OPS = frozenset(SIMPLE_FUNCTIONS) | {"Clip", "LeakyRelu", "HardSigmoid", "HardSwish",
+                                                 "Elu", "Gelu"}
+
+
 def unary_function(node: gs.Node) -> tuple[str, float, float]:
     """(fn, alpha, beta) of the unary kernel computing a nonlinear unary op (TABLE_OPS)."""
     op = node.op
@@ -46,11 +54,9 @@ def unary_function(node: gs.Node) -> tuple[str, float, float]:
         return "elu", float(node.attrs.get("alpha", 1.0)), 0.0
     if op == "Gelu":
         return ("gelu_tanh" if _attr(node, "approximate", "none") == "tanh" else "gelu"), 0.0, 0.0
-    simple = {"Relu": "relu", "Sigmoid": "sigmoid", "Silu": "silu", "Tanh": "tanh", "Exp": "exp",
-              "Softplus": "softplus", "Neg": "neg", "Abs": "abs", "Erf": "erf"}
-    if op not in simple:
+    if op not in SIMPLE_FUNCTIONS:
         raise RillError(f"{node_label(node)}: no float32 kernel for {op} yet")
-    return simple[op], 0.0, 0.0
+    return SIMPLE_FUNCTIONS[op], 0.0, 0.0
 
 
 def finite(node: gs.Node, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -143,6 +149,8 @@ class FloatWeightedOps:
 
 class FloatElementwiseOps:
     """Unary functions, Add, pooling, reductions, Softmax and the streaming cut's masks."""
+
+    unary_ops = FLOAT_UNARY_OPS
 
     def unary(self, node: gs.Node) -> None:
         x, y = node.inputs[0], node.outputs[0]

@@ -45,22 +45,25 @@ def c_float(v: float) -> str:
     return f"{v}f"
 
 
-def _array_literal(values: np.ndarray, per_line: int = 16) -> str:
+def _array_literal(values: np.ndarray, per_line: int = 16, nan: bool = False) -> str:
+    """A C initializer; `nan`: NaN is written as NAN (expected outputs of a self-test, e.g. a
+    Sqrt of a negative test input; never weights)."""
     values = np.asarray(values).reshape(-1)
     if values.dtype.kind == "f":
-        flat, per_line = [c_float(v) for v in values], 8
+        flat = ["NAN" if nan and np.isnan(v) else c_float(v) for v in values]
+        per_line = 8
     else:
         flat = [str(int(v)) for v in values]
     lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
     return "{\n    " + ",\n    ".join(lines) + "\n}"
 
 
-def _param_literal(field: str, v) -> str:
-    """One params struct initializer: an int, a float field (act_min, pad_value, ...) or a
-    4-entry int array (transpose)."""
+def _param_literal(field: str, v, floats: bool) -> str:
+    """One params struct initializer: an int, a float field of a float32 struct (act_min,
+    pad_value, ...: `floats`) or a 4-entry int array (transpose)."""
     if isinstance(v, (list, tuple)):
         return "{" + ", ".join(str(int(x)) for x in list(v) + [0] * (4 - len(v))) + "}"
-    return c_float(v) if field in FLOAT_FIELDS else str(int(v))
+    return c_float(v) if floats and field in FLOAT_FIELDS else str(int(v))
 
 
 def _offset(pointer: str, offset: int) -> str:
@@ -272,7 +275,8 @@ int {p}_selftest(void);
         if struct:
             type_name, fields = struct
             names["params"] = f"{base}_params"
-            values = [_param_literal(f, step.params[f]) for f in fields]
+            floats = type_name.endswith("_f32_params_t")
+            values = [_param_literal(f, step.params[f], floats) for f in fields]
             decls.append(f"static const {self.prefix}_{type_name} "
                          f"{names['params']} = {{{', '.join(values)}}};")
         return "\n".join(decls), names
@@ -348,7 +352,12 @@ int {p}_selftest(void);
         if step.op == "mask_frames":
             return (f"{fn}({q['frames']}, {q['inner']}, {c_float(q['pad'])}, {ins[1]}, {ins[0]}, "
                     f"{out});")
-        if step.op in ("avgpool1d", "transpose", "maxpool1d", "reduce"):
+        if step.op in ("binary", "matmul"):
+            a, b = self.operands(step, names)
+            return f"{fn}(&{names['params']}, {a}, {b}, {out});"
+        if step.op == "layernorm":
+            return f"{fn}(&{names['params']}, {ins[0]}, {names['w']}, {names['bias']}, {out});"
+        if step.op in ("avgpool1d", "transpose", "maxpool1d", "reduce", "pad"):
             return f"{fn}(&{names['params']}, {ins[0]}, {out});"
         raise ValueError(f"no C emission for float32 step op {step.op!r}")
 
@@ -463,18 +472,28 @@ def selftest_source(name: str, inputs: np.ndarray, outputs: np.ndarray) -> str:
     calls = inputs.shape[0]
     in_t, out_t = C_TYPES[str(inputs.dtype)], C_TYPES[str(outputs.dtype)]
     if outputs.dtype.kind == "f":
-        tol = float(np.float32(TOLERANCE * float(np.max(np.abs(outputs)))))
+        finite = outputs[np.isfinite(outputs)]
+        tol = float(np.float32(TOLERANCE * float(np.max(np.abs(finite), initial=0.0))))
         what = f"within {TOLERANCE:g} x the largest expected magnitude ({tol:.6g})"
         compare = f"{name}_mismatch(out, {name}_test_expected + call * {P}_OUTPUT_ELEMS)"
         helper = f"""
-/* 1 when any output differs from the expected one by more than the tolerance (or is NaN). */
+/* 1 when any output differs from the expected one by more than the tolerance; an expected NaN
+ * (e.g. Sqrt of a negative input) or infinity must be matched exactly. */
 static int {name}_mismatch(const float *out, const float *expected)
 {{
     const float tolerance = {c_float(tol)};
     int i;
     for (i = 0; i < {P}_OUTPUT_ELEMS; ++i) {{
-        const float d = out[i] - expected[i];
-        if (!(d <= tolerance && -d <= tolerance)) {{
+        const float e = expected[i], d = out[i] - e;
+        if (e != e) {{
+            if (out[i] == out[i]) {{
+                return 1;
+            }}
+        }} else if (e - e != 0.0f) {{ /* +-infinity */
+            if (out[i] != e) {{
+                return 1;
+            }}
+        }} else if (!(d <= tolerance && -d <= tolerance)) {{
             return 1;
         }}
     }}
@@ -488,13 +507,14 @@ static int {name}_mismatch(const float *out, const float *expected)
         helper = ""
     return f"""/* {name}_selftest.c: streams {calls} call(s) of test vectors from the
  * initial state and compares every output with the compiler's reference, {what}. */
+#include <math.h>
 #include <string.h>
 
 #include "{name}.h"
 
 static const {in_t} {name}_test_input[{calls} * {P}_INPUT_ELEMS] = {_array_literal(inputs)};
 
-static const {out_t} {name}_test_expected[{calls} * {P}_OUTPUT_ELEMS] = {_array_literal(outputs)};
+static const {out_t} {name}_test_expected[{calls} * {P}_OUTPUT_ELEMS] = {_array_literal(outputs, nan=True)};
 {helper}
 int {name}_selftest(void)
 {{

@@ -17,10 +17,14 @@ model's, so two models link into one firmware.
 
 Float32 (`--bits 32`): a family's float variant `KernelTypes(F32, F32)` (suffix `f32`, e.g.
 `rill_conv1d_f32`) comes from its own template, `Family.f32_file` (float math has other
-formulas; transpose shares its integer template with `rill_x_t` = float), with its params struct
-`rill_<family>_f32_params_t` from rill_kernels_f32.h. The `unary` family is float only: one
-variant per function (`KernelTypes(F32, F32, fn="sigmoid")` -> `rill_unary_sigmoid_f32`, the
-template's RILL_UNARY_FN becoming the RILL_F32_SIGMOID macro).
+formulas), with its params struct `rill_<family>_f32_params_t` from rill_kernels_f32.h; every
+type token is `float` there. Where only the arithmetic differs, the two variants share code:
+a pure data movement (transpose, pad) uses its integer template as the float one, and a family
+with a `Family.loop` file (binary, matmul) has one loop nest for both, appended to the variant's
+element stage (`file` or `f32_file`: the static per-element functions the loop calls). A shared
+template names the integer params struct; the float variant reads it as the f32 struct. The
+`unary` family is float only: one variant per function (`KernelTypes(F32, F32, fn="sigmoid")`
+-> `rill_unary_sigmoid_f32`, the template's RILL_UNARY_FN becoming the RILL_F32_SIGMOID macro).
 """
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ class Family:
     fields: tuple[str, ...] = ()
     same_xy: bool = False  # a data movement (or quantize/dequantize): y has x's type
     f32_file: str | None = None
+    loop: str | None = None  # the loop nest both variants share, after their element stage
 
 
 FAMILIES: dict[str, Family] = {
@@ -74,10 +79,10 @@ FAMILIES: dict[str, Family] = {
                                f32_file="conv_transpose1d_f32.c"),
     "gemm": Family("gemm.c", ("w", "acc"), f32_file="gemm_f32.c"),
     "add": Family("add.c", ("x2",), f32_file="add_f32.c"),
-    "binary": Family("binary.c", ("x2",)),
-    "pad": Family("pad.c", same_xy=True),
-    "layernorm": Family("layernorm.c", ("w", "acc")),
-    "matmul": Family("matmul.c", ("x2", "acc")),
+    "binary": Family("binary.c", ("x2",), f32_file="binary_f32.c", loop="binary_loop.c"),
+    "pad": Family("pad.c", same_xy=True, f32_file="pad.c"),
+    "layernorm": Family("layernorm.c", ("w", "acc"), f32_file="layernorm_f32.c"),
+    "matmul": Family("matmul.c", ("x2", "acc"), f32_file="matmul_f32.c", loop="matmul_loop.c"),
     "avgpool1d": Family("avgpool1d.c", f32_file="avgpool1d_f32.c"),
     "maxpool1d": Family("maxpool1d.c", f32_file="maxpool1d_f32.c"),
     "reduce": Family("reduce.c", f32_file="reduce_f32.c"),
@@ -244,8 +249,9 @@ def _tokens(family: str, types: KernelTypes) -> dict[str, str]:
     def c_int(bits: int) -> str:
         return f"int{bits}_t"
 
-    if types.x == F32:
-        tok = {"rill_x_t": "float", "rill_y_t": "float"}
+    if types.x == F32:  # every operand, weight and accumulator float
+        tok = {t: "float" for t in ("rill_x_t", "rill_x2_t", "rill_w_t", "rill_acc_t",
+                                    "rill_y_t")}
         if types.fn is not None:
             tok["RILL_UNARY_FN"] = f"RILL_F32_{types.fn.upper()}"
         return tok
@@ -276,8 +282,11 @@ def instantiate(family: str, types: KernelTypes, template: str | None = None) ->
     check_types(family, types)
     spec = FAMILIES[family]
     if template is None:
-        template = (C_DIR / (spec.f32_file if types.x == F32 else spec.file)).read_text()
+        files = [spec.f32_file if types.x == F32 else spec.file] + ([spec.loop] if spec.loop else [])
+        template = "".join(_strip_includes((C_DIR / f).read_text()) for f in files)
     src = _strip_includes(template)
+    if types.x == F32 and family in _f32_struct_families():  # a template shared with integers
+        src = re.sub(rf"\brill_{family}_params_t\b", f"rill_{family}_f32_params_t", src)
     tok = _tokens(family, types)
 
     def sub(m: re.Match) -> str:
@@ -286,6 +295,11 @@ def instantiate(family: str, types: KernelTypes, template: str | None = None) ->
         return tok[m.group(0)]
 
     return _TOKEN.sub(sub, src).replace("VARIANT", variant_suffix(types))
+
+
+def _f32_struct_families() -> frozenset[str]:
+    from runtime.reference import f32
+    return frozenset(f32.PARAMS_FIELDS)
 
 
 def prototypes(source: str, width: int = 100) -> list[str]:

@@ -10,14 +10,18 @@ from __future__ import annotations
 from compiler.context import CompileContext
 from compiler.pass_manager import Pass
 from passes.lowering.base import FloatFormat, LoweringBase
-from passes.lowering.float_ops import FloatElementwiseOps, FloatRecurrentOps, FloatWeightedOps
+from passes.lowering.float_ops import (FloatArithmeticOps, FloatElementwiseOps,
+                                       FloatNormalizationOps, FloatProductOps, FloatRecurrentOps,
+                                       FloatWeightedOps)
 from passes.lowering.movement import MovementOps
+from passes.lowering.padding import PaddingOps
 from passes.lowering.pooling import FloatPoolNumbers, Pool2dOps
 from passes.lowering.program import lower_graph, stored_time_info
 
 
-class FloatLowering(FloatWeightedOps, FloatElementwiseOps, Pool2dOps, FloatPoolNumbers,
-                    MovementOps, FloatRecurrentOps, FloatFormat, LoweringBase):
+class FloatLowering(FloatWeightedOps, FloatArithmeticOps, FloatProductOps, FloatNormalizationOps,
+                    FloatElementwiseOps, Pool2dOps, FloatPoolNumbers, PaddingOps, MovementOps,
+                    FloatRecurrentOps, FloatFormat, LoweringBase):
     """Builds the float32 program node by node (base.OP_METHODS names the methods)."""
 
 

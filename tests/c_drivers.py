@@ -139,8 +139,8 @@ def _f32_case(family: str, types: KernelTypes) -> str:
                 "        }\n        break;")
     struct, _ = params_struct(family, types)
     narrays, call = _STRUCT_CALLS[family]
-    narrays = narrays - 1 if family in ("conv1d", "conv2d", "conv_transpose1d", "gemm") else \
-        narrays
+    narrays = narrays - 1 if family in ("conv1d", "conv2d", "conv_transpose1d", "gemm",
+                                        "layernorm") else narrays  # no shift array
     args = ", ".join(f"a[{i}]" for i in range(narrays))
     return (f"{{\n        rill_{struct} p;\n"
             f"        rill_expect(np * 4 == (int32_t)sizeof p && na == {narrays}, record);\n"

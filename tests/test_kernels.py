@@ -1845,7 +1845,7 @@ def test_every_variant_compiles_strict(tmp_path):
     variants = all_variants()
     assert len(variants) == 176
     assert {p.name for p in TEMPLATES} == {f for spec in FAMILIES.values()
-                                            for f in (spec.file, spec.f32_file) if f}
+                                            for f in (spec.file, spec.f32_file, spec.loop) if f}
     for src in TEMPLATES:  # float32 templates (tests/test_kernels_f32.py) include their header
         header = "rill_kernels_f32.h" if src.name.endswith("_f32.c") else "rill_kernels.h"
         assert src.read_text().startswith(f'#include "{header}"\n'), src.name

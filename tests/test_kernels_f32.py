@@ -36,6 +36,7 @@ from codegen.kernel_library import (F32, FAMILIES, KernelTypes, check_types,  # 
 from compiler.ort import run_model  # noqa: E402
 from runtime.ir import Buffer, Program, Step  # noqa: E402
 from runtime.reference import f32 as F  # noqa: E402
+from runtime.reference.binary import BINARY_OPS  # noqa: E402
 
 CC = os.environ.get("CC", "gcc")
 DRIVER_SRC = ROOT / "tests" / "c" / "kernel_driver.c"
@@ -202,7 +203,7 @@ def test_gemm(driver):
 # ------------------------------------------------------------------------------ elementwise
 
 UNARY_ARGS = {"clip": (-0.5, 1.5), "leaky_relu": (0.1, 0.0), "hard_sigmoid": (0.2, 0.5),
-              "hard_swish": (1 / 6, 0.5), "elu": (0.7, 0.0)}
+              "hard_swish": (1 / 6, 0.5), "elu": (0.7, 0.0), "pow": (3.0, 0.0)}
 
 
 def unary_inputs() -> np.ndarray:
@@ -314,6 +315,138 @@ def test_softmax(driver):
                       (("softmax", T), [rows, cols], [x], rows * cols),
                       F.softmax(x, rows=rows, cols=cols)))
     check(driver, cases)
+
+
+# ------------------------------------------------------- binary, matmul, pad, layernorm
+
+#: (description, output shape, a's shape and strides, b's shape and strides): contiguous,
+#: per-row and scalar broadcasts, a read transposed, batch dims, an empty output.
+BINARY_LAYOUTS = [
+    ("same", [1, 1, 3, 5], (15, [0, 0, 5, 1]), (15, [0, 0, 5, 1])),
+    ("per-row b", [1, 1, 3, 5], (15, [0, 0, 5, 1]), (3, [0, 0, 1, 0])),
+    ("scalar b", [1, 2, 3, 5], (30, [0, 15, 5, 1]), (1, [0, 0, 0, 0])),
+    ("a transposed", [1, 1, 3, 5], (15, [0, 0, 1, 3]), (5, [0, 0, 0, 1])),
+    ("batch", [2, 3, 4, 5], (120, [60, 20, 5, 1]), (15, [0, 5, 0, 1])),
+    ("constant a", [1, 1, 4, 6], (4, [0, 0, 1, 0]), (24, [0, 0, 6, 1])),
+    ("empty", [1, 1, 0, 4], (0, [0, 0, 4, 1]), (4, [0, 0, 0, 1])),
+]
+
+
+def binary_calls(rng) -> list[tuple]:
+    calls = []
+    for op_name, op in BINARY_OPS.items():
+        for desc, shape, (na, sa), (nb, sb) in BINARY_LAYOUTS:
+            a, b = rand(rng, na), rand(rng, nb)
+            p = dict(op=op, shape=shape, a_stride=sa, b_stride=sb)
+            calls.append(struct_case("binary", p, [a, b], F.binary(a, b, **p)))
+            calls[-1] = (f"binary {op_name} {desc}",) + calls[-1][1:]
+    return calls
+
+
+def test_binary(driver):
+    """One IEEE operation per element: C and the reference agree bit for bit."""
+    cases = binary_calls(np.random.default_rng(20))
+    for (desc, _, want), got in zip(cases, run(driver, [c[1] for c in cases])):
+        np.testing.assert_array_equal(got, want.reshape(-1), err_msg=desc)
+
+
+def test_binary_special_values(driver):
+    """Division by +-0, NaN and infinities, PRelu's sign test at -0, max/min of equal values."""
+    a = np.array([1.0, -1.0, 0.0, -0.0, np.inf, np.nan, 3.0, -2.0], np.float32)
+    b = np.array([0.0, 0.0, 0.0, 2.0, np.inf, 1.0, 3.0, -0.0], np.float32)
+    cases = []
+    for op in BINARY_OPS.values():
+        p = dict(op=op, shape=[1, 1, 1, 8], a_stride=[0, 0, 0, 1], b_stride=[0, 0, 0, 1])
+        cases.append(struct_case("binary", p, [a, b], F.binary(a, b, **p)))
+    for (desc, _, want), got in zip(cases, run(driver, [c[1] for c in cases])):
+        np.testing.assert_array_equal(got.view(np.int32), want.reshape(-1).view(np.int32),
+                                      err_msg=desc)
+
+
+def matmul_calls(rng) -> list[tuple]:
+    """Random stored orders (a read transposed, y written transposed), broadcast batch dims,
+    1-row and k = 0 products."""
+    cases = []
+    for b0, b1, m, k, n, bcast, trans in [(1, 1, 3, 4, 5, False, False), (2, 3, 4, 6, 2, True, True),
+                                          (1, 4, 1, 7, 3, False, True), (1, 1, 2, 0, 3, False, False),
+                                          (3, 1, 5, 16, 4, True, False)]:
+        a, b = rand(rng, b0 * b1 * m * k), rand(rng, (1 if bcast else b0) * b1 * k * n)
+        a_stride = [b1 * m * k, m * k] + ([1, m] if trans else [k, 1])
+        b_stride = [0 if bcast else b1 * k * n, k * n, n, 1]
+        y_stride = [b1 * m * n, m * n] + ([1, m] if trans else [n, 1])
+        p = dict(batch0=b0, batch1=b1, m=m, k=k, n=n, a_stride=a_stride, b_stride=b_stride,
+                 y_stride=y_stride)
+        cases.append(struct_case("matmul", p, [a, b], F.matmul(a, b, **p)))
+    return cases
+
+
+def test_matmul(driver):
+    check(driver, matmul_calls(np.random.default_rng(21)))
+
+
+def test_pad(driver):
+    """Every mode, crops (negative pads), a pad on every axis; a pure data movement: exact."""
+    rng = np.random.default_rng(22)
+    cases = []
+    for mode in range(4):
+        for shape, lo, hi in [([1, 1, 3, 5], [0, 0, 1, 2], [0, 0, 2, 3]),
+                              ([2, 3, 4, 5], [1, 0, 2, 0], [0, 1, 0, 4]),
+                              ([1, 1, 6, 4], [0, 0, -2, 1], [0, 0, -1, 0]),
+                              ([1, 1, 1, 1], [0, 0, 0, 3], [0, 0, 0, 2])]:
+            x = rand(rng, *shape)
+            p = dict(mode=mode, value=-1.25, in_shape=shape, pad_lo=lo, pad_hi=hi)
+            cases.append(struct_case("pad", p, [x], F.pad(x, **p)))
+    for (desc, _, want), got in zip(cases, run(driver, [c[1] for c in cases])):
+        np.testing.assert_array_equal(got, want.reshape(-1), err_msg=desc)
+
+
+def test_layernorm(driver):
+    rng = np.random.default_rng(23)
+    cases = []
+    for outer, length, inner, offset in [(1, 1, 1, 0.0), (3, 8, 1, 0.0), (2, 5, 3, 0.0),
+                                         (4, 64, 1, 100.0), (2, 6, 1, 0.0), (3, 0, 2, 0.0)]:
+        x = rand(rng, outer, length, inner) + np.float32(offset)
+        if length == 6:
+            x[:] = 0.5  # a constant row: variance 0, y = beta
+        g, b = rand(rng, length), rand(rng, length, scale=0.3)
+        p = dict(outer=outer, length=length, inner=inner, epsilon=1e-5)
+        cases.append(struct_case("layernorm", p, [x, g, b], F.layernorm(x, g, b, **p)))
+    check(driver, cases)
+
+
+def test_reference_binary_matmul_pad_layernorm_match_onnxruntime():
+    rng = np.random.default_rng(24)
+    x, c = rand(rng, 2, 3, 5), rand(rng, 3, 1)
+    flat = dict(shape=[1, 2, 3, 5], a_stride=[0, 15, 5, 1], b_stride=[0, 0, 1, 0])
+    for name, op in [("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"),
+                     ("Max", "max"), ("Min", "min"), ("PRelu", "prelu")]:
+        close_to_ort(F.binary(x, c, op=BINARY_OPS[op], **flat), ort(name, [x, c])[0], name)
+    a, b = rand(rng, 2, 3, 4, 6), rand(rng, 3, 6, 2)
+    got = F.matmul(a, b, batch0=2, batch1=3, m=4, k=6, n=2, a_stride=[72, 24, 6, 1],
+                   b_stride=[0, 12, 2, 1], y_stride=[24, 8, 2, 1])
+    close_to_ort(got, ort("MatMul", [a, b])[0], "MatMul")
+    x = rand(rng, 2, 3, 5)
+    for mode, code in (("constant", 0), ("reflect", 1), ("edge", 2), ("wrap", 3)):
+        pads = np.array([0, 1, 2, 0, 1, 3], np.int64)
+        feeds = [x, pads] + ([np.array(0.5, np.float32)] if mode == "constant" else [])
+        want = _ort_pad(feeds, mode)
+        got = F.pad(x, mode=code, value=0.5, in_shape=[1, 2, 3, 5], pad_lo=[0, 0, 1, 2],
+                    pad_hi=[0, 0, 1, 3])
+        np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1), err_msg=mode)
+    x, g, b = rand(rng, 4, 10, scale=3.0), rand(rng, 10), rand(rng, 10)
+    close_to_ort(F.layernorm(x, g, b, outer=4, length=10, inner=1, epsilon=1e-5),
+                 ort("LayerNormalization", [x, g, b], axis=-1, epsilon=1e-5)[0], "LayerNorm")
+
+
+def _ort_pad(feeds: list[np.ndarray], mode: str) -> np.ndarray:
+    names = ["x", "pads", "value"][:len(feeds)]
+    types = [onnx.TensorProto.FLOAT, onnx.TensorProto.INT64, onnx.TensorProto.FLOAT]
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Pad", names, ["y"], mode=mode)], "pad",
+        [helper.make_tensor_value_info(n, t, a.shape) for n, t, a in zip(names, types, feeds)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]),
+        opset_imports=[helper.make_opsetid("", 19)])
+    return run_model(model, dict(zip(names, feeds)))["y"]
 
 
 # ------------------------------------------------------------------------------- recurrent
@@ -446,7 +579,8 @@ def test_reference_unary_functions_match_onnxruntime():
                 "hard_swish": ("HardSwish", {}), "gelu": ("Gelu", {}),
                 "gelu_tanh": ("Gelu", {"approximate": "tanh"}), "exp": ("Exp", {}),
                 "softplus": ("Softplus", {}), "elu": ("Elu", {"alpha": 0.7}),
-                "neg": ("Neg", {}), "abs": ("Abs", {}), "erf": ("Erf", {})}
+                "neg": ("Neg", {}), "abs": ("Abs", {}), "erf": ("Erf", {}),
+                "sqrt": ("Sqrt", {}), "reciprocal": ("Reciprocal", {})}
     for fn in F.UNARY_FUNCTIONS:
         alpha, beta = UNARY_ARGS.get(fn, (0.0, 0.0))
         got = F.unary(x, fn=fn, alpha=alpha, beta=beta)
@@ -454,6 +588,11 @@ def test_reference_unary_functions_match_onnxruntime():
             want = x / (1 + np.exp(-x.astype(np.float64)))
         elif fn == "clip":
             want = ort("Clip", [x, np.array(alpha, np.float32), np.array(beta, np.float32)])[0]
+        elif fn == "pow":
+            for e in (alpha, 2.0, 0.5, -1.0):  # the kernel's exponent is any constant
+                want = ort("Pow", [x, np.array(e, np.float32)])[0]
+                assert_close_each(F.unary(x, fn=fn, alpha=e), want, x, f"pow {e} vs onnxruntime")
+            continue
         else:
             op, attrs = onnx_ops[fn]
             want = ort(op, [x], **attrs)[0]

@@ -22,8 +22,9 @@ BINARY_OP = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max
 MAX_LEFT_SHIFT = 32
 
 
-class ArithmeticOps:
-    """Add/Sub/Mul/Div/Max/Min/PRelu of activations and constants."""
+class BroadcastOperands:
+    """The broadcasting element-wise ops' shared part (both precisions): where the operands
+    are, and the `binary` step; the format's `arithmetic` adds its own fields."""
 
     def add(self, node: gs.Node) -> None:
         """Two same-shape activations stored alike: the `add` kernel; else `binary`."""
@@ -31,44 +32,10 @@ class ArithmeticOps:
             return super().add(node)
         return self.arithmetic(node)
 
-    def arithmetic(self, node: gs.Node) -> None:
-        if len(node.inputs) != 2:
-            raise RillError(f"{node_label(node)}: {node.op} of {len(node.inputs)} inputs has no "
-                            "kernel (two operands are supported)")
-        a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
-        ea, eb = self.operand_exp(node, 0), self.operand_exp(node, 1)
-        op = BINARY_OP[node.op]
-        sa, sb, so = binary_shifts(op, ea, eb, self.exp(y))
-        check_shifts(node, op, sa, sb, so)
-        shape, strides = self.operand_layout(node, [a, b], y)
-        lo, hi = self.qrange(y)
-        arrays = {k: self.operand_values(node, i) for i, k in enumerate("ab")
-                  if const_value(node.inputs[i]) is not None}
-        ins = [self.buffer(t) for t in (a, b) if const_value(t) is None]
-        self.emit(node, "binary", ins, [self.buffer(y)],
-                  dict(op=BINARY_OPS[op], shape=shape, a_stride=strides[0], b_stride=strides[1],
-                       shift_a=sa, shift_b=sb, shift_out=so, act_min=lo, act_max=hi), arrays,
-                  macs=element_count(static_shape(y)) if op in ("mul", "div", "prelu") else 0)
-
     def plain_add(self, a: gs.Tensor, b: gs.Tensor) -> bool:
         """Two activations of one shape stored alike: the `add` kernel's case."""
         return (const_value(a) is None and const_value(b) is None
                 and static_shape(a) == static_shape(b) and self.perm(a) == self.perm(b))
-
-    def operand_exp(self, node: gs.Node, i: int) -> int:
-        t = node.inputs[i]
-        if const_value(t) is None:
-            return self.exp(t)
-        return int(self.ctx.facts["operand_exponents"][node.name][i][0])
-
-    def operand_values(self, node: gs.Node, i: int) -> np.ndarray:
-        """A constant operand quantized at its exponent and the layer's weight bits, in numpy
-        (ONNX) order."""
-        value = np.asarray(const_value(node.inputs[i]), np.float64)
-        bits = self.ctx.facts.get("weight_bits", {}).get(node.name, self.default_bits)
-        top = (1 << (bits - 1)) - 1
-        q = round_to_int(value * np.ldexp(1.0, -self.operand_exp(node, i)), self.mode)
-        return np.clip(q, -top - 1, top).astype(np.int8 if bits == 8 else np.int16).reshape(-1)
 
     def operand_layout(self, node: gs.Node, operands: list[gs.Tensor], y: gs.Tensor
                        ) -> tuple[list[int], list[list[int]]]:
@@ -85,6 +52,57 @@ class ArithmeticOps:
             raise RillError(f"{node_label(node)}: this broadcast needs more than 4 dimensions "
                             "in memory; reshape the operands to fewer axes")
         return plan
+
+
+    def emit_binary(self, node: gs.Node, arrays: dict[str, np.ndarray], **params) -> None:
+        """One `binary` step of a two-operand node: the activations as input buffers, the
+        constants as `arrays` ("a"/"b", numpy order), `params` the format's own fields."""
+        check_operand_count(node)
+        a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        shape, strides = self.operand_layout(node, [a, b], y)
+        op = BINARY_OP[node.op]
+        self.emit(node, "binary", [self.buffer(t) for t in (a, b) if const_value(t) is None],
+                  [self.buffer(y)],
+                  dict(op=BINARY_OPS[op], shape=shape, a_stride=strides[0], b_stride=strides[1],
+                       **params), arrays,
+                  macs=element_count(static_shape(y)) if op in ("mul", "div", "prelu") else 0)
+
+
+def check_operand_count(node: gs.Node) -> None:
+    if len(node.inputs) != 2:
+        raise RillError(f"{node_label(node)}: {node.op} of {len(node.inputs)} inputs has no "
+                        "kernel (two operands are supported)")
+
+
+class ArithmeticOps(BroadcastOperands):
+    """Add/Sub/Mul/Div/Max/Min/PRelu of activations and constants."""
+
+    def arithmetic(self, node: gs.Node) -> None:
+        check_operand_count(node)
+        op = BINARY_OP[node.op]
+        ea, eb = self.operand_exp(node, 0), self.operand_exp(node, 1)
+        sa, sb, so = binary_shifts(op, ea, eb, self.exp(node.outputs[0]))
+        check_shifts(node, op, sa, sb, so)
+        lo, hi = self.qrange(node.outputs[0])
+        arrays = {k: self.operand_values(node, i) for i, k in enumerate("ab")
+                  if const_value(node.inputs[i]) is not None}
+        self.emit_binary(node, arrays, shift_a=sa, shift_b=sb, shift_out=so, act_min=lo,
+                         act_max=hi)
+
+    def operand_exp(self, node: gs.Node, i: int) -> int:
+        t = node.inputs[i]
+        if const_value(t) is None:
+            return self.exp(t)
+        return int(self.ctx.facts["operand_exponents"][node.name][i][0])
+
+    def operand_values(self, node: gs.Node, i: int) -> np.ndarray:
+        """A constant operand quantized at its exponent and the layer's weight bits, in numpy
+        (ONNX) order."""
+        value = np.asarray(const_value(node.inputs[i]), np.float64)
+        bits = self.ctx.facts.get("weight_bits", {}).get(node.name, self.default_bits)
+        top = (1 << (bits - 1)) - 1
+        q = round_to_int(value * np.ldexp(1.0, -self.operand_exp(node, i)), self.mode)
+        return np.clip(q, -top - 1, top).astype(np.int8 if bits == 8 else np.int16).reshape(-1)
 
 
 def binary_shifts(op: str, ea: int, eb: int, ey: int) -> tuple[int, int, int]:

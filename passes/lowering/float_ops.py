@@ -13,10 +13,14 @@ import onnx_graphsurgeon as gs
 from compiler.errors import RillError
 from compiler.graph import const_value, node_label, static_shape
 from compiler.op_attrs import clip_bounds, recurrent_weights
+from passes.lowering.arithmetic import BroadcastOperands
 from passes.lowering.geometry import (avgpool1d_geometry, conv1d_geometry, conv2d_geometry,
                                       conv_transpose1d_geometry, elements,
                                       fold_conv_transpose2d, maxpool1d_geometry)
+from passes.lowering.normalization import NormLayout, norm_offset, stored_elements
+from passes.lowering.product import ProductLayout, macs_of
 from passes.quant_rules import out_channel_weights
+from passes.tables import pow_exponent
 from passes.time_analysis import pad_value, physical_shape
 from runtime.ir import FLOAT32, Buffer
 from runtime.reference.f32 import UNARY_FUNCTIONS
@@ -29,10 +33,11 @@ def _attr(node: gs.Node, name: str, default):
 
 #: The unary ops whose float32 function takes no parameter, and its name.
 SIMPLE_FUNCTIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Silu": "silu", "Tanh": "tanh",
-                    "Exp": "exp", "Softplus": "softplus", "Neg": "neg", "Abs": "abs", "Erf": "erf"}
+                    "Exp": "exp", "Softplus": "softplus", "Neg": "neg", "Abs": "abs", "Erf": "erf",
+                    "Sqrt": "sqrt", "Reciprocal": "reciprocal"}
 #: Every unary op (passes/tables.py TABLE_OPS) the float32 `unary` kernel computes.
 FLOAT_UNARY_OPS = frozenset(SIMPLE_FUNCTIONS) | {"Clip", "LeakyRelu", "HardSigmoid", "HardSwish",
-                                                 "Elu", "Gelu"}
+                                                 "Elu", "Gelu", "Pow"}
 
 
 def unary_function(node: gs.Node) -> tuple[str, float, float]:
@@ -52,6 +57,11 @@ def unary_function(node: gs.Node) -> tuple[str, float, float]:
         return "hard_swish", 1.0 / 6.0, 0.5
     if op == "Elu":
         return "elu", float(node.attrs.get("alpha", 1.0)), 0.0
+    if op == "Pow":
+        exponent = pow_exponent(node)
+        if exponent is None:
+            raise RillError(f"{node_label(node)}: the exponent of Pow must be one constant")
+        return "pow", exponent, 0.0
     if op == "Gelu":
         return ("gelu_tanh" if _attr(node, "approximate", "none") == "tanh" else "gelu"), 0.0, 0.0
     if op not in SIMPLE_FUNCTIONS:
@@ -65,6 +75,12 @@ def finite(node: gs.Node, *arrays: np.ndarray) -> list[np.ndarray]:
     if not all(np.all(np.isfinite(a)) for a in out):
         raise RillError(f"{node_label(node)}: weights or biases contain NaN or Inf")
     return out
+
+
+def float_constants(node: gs.Node) -> dict[str, np.ndarray]:
+    """The constant operands of a two-operand node as float32 arrays "a"/"b" in numpy order."""
+    return {k: finite(node, const_value(t))[0].reshape(-1)
+            for k, t in zip("ab", node.inputs[:2]) if const_value(t) is not None}
 
 
 class FloatWeightedOps:
@@ -196,6 +212,44 @@ class FloatElementwiseOps:
         self.emit(node, "mask_frames", [self.buffer(x), self.buffer(flags)], [self.buffer(y)],
                   dict(frames=frames, inner=int(np.prod(stored)) // frames,
                        pad=float(node.attrs["value"])))
+
+
+class FloatArithmeticOps(BroadcastOperands):
+    """Add/Sub/Mul/Div/Max/Min/PRelu with numpy broadcasting, activations or float32
+    constants on either side: the `binary` kernel (a plain `add` for two same-shape
+    activations stored alike)."""
+
+    def arithmetic(self, node: gs.Node) -> None:
+        self.emit_binary(node, float_constants(node))
+
+
+class FloatProductOps(ProductLayout):
+    """MatMul of activations (or a batched constant) in float32."""
+
+    def matmul(self, node: gs.Node) -> None:
+        a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        geometry = self.matmul_geometry(node)
+        self.emit(node, "matmul", [self.buffer(t) for t in (a, b) if const_value(t) is None],
+                  [self.buffer(y)], geometry, float_constants(node), macs=macs_of(geometry))
+
+
+class FloatNormalizationOps(NormLayout):
+    """LayerNormalization in float32: gamma and beta in the stored order of the normalized
+    axes."""
+
+    def layernorm(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        axis, outer, length, inner, order = self.norm_layout(node)
+        norm_shape = static_shape(x)[axis:]
+        gamma = const_value(node.inputs[1])
+        if gamma is None:
+            raise RillError(f"{node_label(node)}: the scale (gamma) must be a constant")
+        g, b = finite(node, stored_elements(np.asarray(gamma), norm_shape, order),
+                      stored_elements(np.asarray(norm_offset(node)), norm_shape, order))
+        self.emit(node, "layernorm", [self.buffer(x)], [self.buffer(y)],
+                  dict(outer=outer, length=length, inner=inner,
+                       epsilon=float(node.attrs.get("epsilon", 1e-5))),
+                  dict(w=g, bias=b), macs=outer * length * inner * 4)
 
 
 class FloatRecurrentOps:

@@ -117,9 +117,6 @@ class MovementOps:
         if any(ranges[a][2] != 1 for a in cut):
             raise RillError(f"{node_label(node)}: only Slices with step 1 are supported")
         if len(cut) > 1 or (cut and not self.outer_axis(x, cut[0])):
-            if not hasattr(self, "crop"):  # the float32 lowering has no pad kernel yet
-                raise RillError(f"{node_label(node)}: only contiguous slices along the "
-                                f"outermost stored axis are supported in {self.precision}")
             return self.crop(node, {a: ranges[a] for a in cut})
         inner = int(np.prod(static_shape(y))) // (static_shape(y)[cut[0]] if cut else 1)
         start = ranges[cut[0]][0] * inner if cut else 0

@@ -51,28 +51,37 @@ def eps_params(eps: float, length: int, e_x: int) -> tuple[int, int]:
     return int(round(math.ldexp(value, -shift))), shift
 
 
-class NormalizationOps:
-    """LayerNormalization."""
+class NormLayout:
+    """Where a LayerNormalization's rows are (both precisions)."""
 
-    def layernorm(self, node: gs.Node) -> None:
+    def norm_layout(self, node: gs.Node) -> tuple[int, int, int, int, list[int]]:
+        """(axis, outer, length, inner, the stored order of the normalized axes relative to
+        `axis`) of a LayerNormalization over axes contiguous in memory."""
         x, y = node.inputs[0], node.outputs[0]
         if any(t.name and (t.outputs or t in self.graph.outputs) for t in node.outputs[1:]):
             raise RillError(f"{node_label(node)}: the Mean and InvStdDev outputs are not supported")
         shape = static_shape(x)
         axis = int(node.attrs.get("axis", -1)) % len(shape)
-        axes = list(range(axis, len(shape)))
-        blocks = axis_blocks(shape, self.perm(x), axes)
+        blocks = axis_blocks(shape, self.perm(x), list(range(axis, len(shape))))
         if blocks is None or self.perm(x) != self.perm(y):
             raise RillError(f"{node_label(node)}: normalizes axes that are not contiguous in "
                             "memory")
         outer, length, inner, order = blocks
+        return axis, outer, length, inner, [a - axis for a in order]
+
+
+class NormalizationOps(NormLayout):
+    """LayerNormalization."""
+
+    def layernorm(self, node: gs.Node) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        shape = static_shape(x)
+        axis, outer, length, inner, order = self.norm_layout(node)
         if length > MAX_LENGTH:
             raise RillError(f"{node_label(node)}: normalizes {length} values; at most "
                             f"{MAX_LENGTH} are supported")
-        gamma, e_g = self.norm_scale(node, shape[axis:], [a - axis for a in order])
-        beta = const_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name \
-            else np.zeros(1, np.float32)
-        beta = stored_elements(np.asarray(beta, np.float64), shape[axis:], [a - axis for a in order])
+        gamma, e_g = self.norm_scale(node, shape[axis:], order)
+        beta = stored_elements(np.asarray(norm_offset(node), np.float64), shape[axis:], order)
         e_y = self.exp(y)
         z_frac = min(z_frac_limit(length), MAX_SHIFT - int(np.max(e_y - e_g)))
         if z_frac < 0:
@@ -104,6 +113,14 @@ class NormalizationOps:
         top = (1 << (bits - 1)) - 1
         q = np.clip(round_to_int(v * np.ldexp(1.0, -e), self.mode), -top - 1, top)
         return q.astype(np.int8 if bits == 8 else np.int16), e
+
+
+def norm_offset(node: gs.Node) -> np.ndarray:
+    """LayerNormalization's B (zeros when absent)."""
+    beta = const_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
+    if len(node.inputs) > 2 and node.inputs[2].name and beta is None:
+        raise RillError(f"{node_label(node)}: the offset (B) must be a constant")
+    return np.zeros(1, np.float32) if beta is None else beta
 
 
 def stored_elements(value: np.ndarray, norm_shape, order) -> np.ndarray:

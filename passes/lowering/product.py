@@ -19,10 +19,11 @@ from passes.lowering.strides import collapse, onnx_strides
 INT32_MAX = (1 << 31) - 1
 
 
-class ProductOps:
-    """MatMul of activations (or a batched constant)."""
+class ProductLayout:
+    """Where a MatMul's operands and output are (both precisions)."""
 
-    def matmul(self, node: gs.Node) -> None:
+    def matmul_geometry(self, node: gs.Node) -> dict:
+        """batch0, batch1, m, k, n and the strides of a, b and y (the matmul kernels' fields)."""
         a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
         ops = [self.product_operand(t) for t in (a, b)]
         (sa, st_a), (sb, st_b) = ops
@@ -43,6 +44,27 @@ class ProductOps:
             raise RillError(f"{node_label(node)}: its batch dims cannot be laid out in two "
                             "strided dims; reshape the operands to fewer axes")
         (b0, b1), (ab, bb, yb) = plan[0][2:], [s[2:] for s in plan[1]]
+        return dict(batch0=b0, batch1=b1, m=m, k=k, n=n,
+                    a_stride=ab + [st_a[-2], st_a[-1]], b_stride=bb + [st_b[-2], st_b[-1]],
+                    y_stride=yb + [ym, yn])
+
+    def product_operand(self, t: gs.Tensor) -> tuple[list[int], list[int]]:
+        """(ONNX shape, stride of each ONNX axis): an activation in its stored layout, a
+        constant in numpy order."""
+        value = const_value(t)
+        if value is not None:
+            return list(value.shape), onnx_strides(value.shape, list(range(value.ndim)))
+        shape = list(static_shape(t))
+        return shape, onnx_strides(shape, self.perm(t))
+
+
+class ProductOps(ProductLayout):
+    """MatMul of activations (or a batched constant)."""
+
+    def matmul(self, node: gs.Node) -> None:
+        a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        geometry = self.matmul_geometry(node)
+        k = geometry["k"]
         bits = [self.operand_bits(node, i) for i in (0, 1)]
         bound = k * bound_of(self, node, 0, bits[0]) * bound_of(self, node, 1, bits[1])
         shift = self.exp(y) - self.operand_exp(node, 0) - self.operand_exp(node, 1)
@@ -54,26 +76,20 @@ class ProductOps:
                   if const_value(node.inputs[i]) is not None}
         self.emit(node, "matmul", [self.buffer(t) for t in (a, b) if const_value(t) is None],
                   [self.buffer(y)],
-                  dict(batch0=b0, batch1=b1, m=m, k=k, n=n,
-                       a_stride=ab + [st_a[-2], st_a[-1]], b_stride=bb + [st_b[-2], st_b[-1]],
-                       y_stride=yb + [ym, yn], shift=shift, act_min=lo, act_max=hi,
+                  dict(geometry, shift=shift, act_min=lo, act_max=hi,
                        acc_bits=32 if bound <= INT32_MAX else 64),
-                  arrays, macs=b0 * b1 * m * k * n)
-
-    def product_operand(self, t: gs.Tensor) -> tuple[list[int], list[int]]:
-        """(ONNX shape, stride of each ONNX axis): an activation in its stored layout, a
-        constant in numpy order."""
-        value = const_value(t)
-        if value is not None:
-            return list(value.shape), onnx_strides(value.shape, list(range(value.ndim)))
-        shape = list(static_shape(t))
-        return shape, onnx_strides(shape, self.perm(t))
+                  arrays, macs=macs_of(geometry))
 
     def operand_bits(self, node: gs.Node, i: int) -> int:
         t = node.inputs[i]
         if const_value(t) is None:
             return self.tensor_bits(t)
         return self.ctx.facts.get("weight_bits", {}).get(node.name, self.default_bits)
+
+
+def macs_of(geometry: dict) -> int:
+    g = geometry
+    return g["batch0"] * g["batch1"] * g["m"] * g["k"] * g["n"]
 
 
 def bound_of(low, node: gs.Node, i: int, bits: int) -> int:

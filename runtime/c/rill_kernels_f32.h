@@ -108,6 +108,39 @@ typedef struct {
     int32_t hidden;
 } rill_lstm_f32_params_t;
 
+typedef struct {
+    int32_t op;          /* RILL_BINARY_ADD, _SUB, _MUL, _DIV, _MAX, _MIN or _PRELU */
+    int32_t shape[4];    /* output dims, outermost first (y is contiguous) */
+    int32_t a_stride[4]; /* element stride of a along each output dim (0: broadcast) */
+    int32_t b_stride[4];
+} rill_binary_f32_params_t;
+
+typedef struct {
+    int32_t batch0;
+    int32_t batch1;
+    int32_t m;
+    int32_t k;
+    int32_t n;
+    int32_t a_stride[4]; /* element strides of a along batch0, batch1, m, k */
+    int32_t b_stride[4]; /* ... of b along batch0, batch1, k, n */
+    int32_t y_stride[4]; /* ... of y along batch0, batch1, m, n */
+} rill_matmul_f32_params_t;
+
+typedef struct {
+    int32_t mode; /* RILL_PAD_CONSTANT, _REFLECT, _EDGE or _WRAP */
+    float value;  /* the constant */
+    int32_t in_shape[4];
+    int32_t pad_lo[4]; /* elements added before each dim (negative: cropped) */
+    int32_t pad_hi[4]; /* ... after it */
+} rill_pad_f32_params_t;
+
+typedef struct {
+    int32_t outer;
+    int32_t length; /* normalized over this axis */
+    int32_t inner;
+    float epsilon;
+} rill_layernorm_f32_params_t;
+
 /* clamp(v, lo, hi) as `v < lo ? lo : (v > hi ? hi : v)`: NaN passes through. */
 static inline float rill_clamp_f32(float v, float lo, float hi)
 {
@@ -121,7 +154,7 @@ static inline float rill_sigmoid_f32(float v)
 
 /* The unary functions f(v, alpha, beta) of rill_unary_<fn>_f32, one macro each (v is a
  * variable: evaluated more than once). alpha, beta: Clip's bounds, LeakyRelu's / Elu's alpha,
- * HardSigmoid's / HardSwish's alpha and beta; unused otherwise. */
+ * HardSigmoid's / HardSwish's alpha and beta, Pow's exponent (alpha); unused otherwise. */
 #define RILL_F32_RELU(v, alpha, beta) ((v) < 0.0f ? 0.0f : (v))
 #define RILL_F32_CLIP(v, alpha, beta) rill_clamp_f32((v), (alpha), (beta))
 #define RILL_F32_SIGMOID(v, alpha, beta) rill_sigmoid_f32(v)
@@ -141,5 +174,8 @@ static inline float rill_sigmoid_f32(float v)
 #define RILL_F32_NEG(v, alpha, beta) (-(v))
 #define RILL_F32_ABS(v, alpha, beta) fabsf(v)
 #define RILL_F32_ERF(v, alpha, beta) erff(v)
+#define RILL_F32_SQRT(v, alpha, beta) sqrtf(v)
+#define RILL_F32_RECIPROCAL(v, alpha, beta) (1.0f / (v))
+#define RILL_F32_POW(v, alpha, beta) powf((v), (alpha))
 
 #endif /* RILL_KERNELS_F32_H */

@@ -40,8 +40,13 @@ PARAMS_FIELDS: dict[str, tuple[str, ...]] = {
     "reduce": ("outer", "length", "inner", "op"),
     "gru": ("input", "hidden", "linear_before_reset"),
     "lstm": ("input", "hidden"),
+    "binary": ("op", "shape", "a_stride", "b_stride"),
+    "matmul": ("batch0", "batch1", "m", "k", "n", "a_stride", "b_stride", "y_stride"),
+    "pad": ("mode", "value", "in_shape", "pad_lo", "pad_hi"),
+    "layernorm": ("outer", "length", "inner", "epsilon"),
 }
-FLOAT_FIELDS = frozenset({"act_min", "act_max", "pad_value", "alpha", "beta", "pad"})
+FLOAT_FIELDS = frozenset({"act_min", "act_max", "pad_value", "alpha", "beta", "pad", "value",
+                          "epsilon"})
 
 #: `op` codes of `reduce` (the integer family's RILL_REDUCE_MEAN / _MAX / _SUM).
 REDUCE_MEAN, REDUCE_MAX, REDUCE_SUM = 0, 1, 2
@@ -84,6 +89,9 @@ UNARY: dict[str, Callable[[np.ndarray, F32, F32], np.ndarray]] = {
     "neg": lambda v, a, b: -v,
     "abs": lambda v, a, b: np.abs(v),
     "erf": lambda v, a, b: _erf(v),
+    "sqrt": lambda v, a, b: np.sqrt(v),
+    "reciprocal": lambda v, a, b: F32(1) / v,
+    "pow": lambda v, a, b: np.power(v, a),
 }
 UNARY_FUNCTIONS: tuple[str, ...] = tuple(UNARY)
 
@@ -226,7 +234,7 @@ def unary(x, *, fn: str, alpha: float = 0.0, beta: float = 0.0,
         raise ValueError(f"unary: no function {fn!r} (one of {', '.join(UNARY)})")
     xa = np.asarray(x)
     xf = _f32(xa, n, "unary x")
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
         y = UNARY[fn](xf, F32(alpha), F32(beta))
     return np.asarray(y, F32).reshape(xa.shape)
 
@@ -315,6 +323,93 @@ def softmax(x, *, rows: int, cols: int) -> np.ndarray:
         s = s + e[:, j]
     with np.errstate(invalid="ignore", divide="ignore"):
         return (e / s[:, None]).astype(F32)
+
+
+# ----------------------------------------------------- broadcasting, products, normalization
+
+def _strided(arr: np.ndarray, dims, strides, what: str) -> np.ndarray:
+    """The float32 values of flat `arr` at sum_d i_d * strides[d] for every index of `dims`."""
+    index = np.zeros(tuple(int(n) for n in dims), np.int64)
+    for d, (n, st) in enumerate(zip(dims, strides)):
+        view = [1] * len(dims)
+        view[d] = int(n)
+        index = index + (np.arange(int(n), dtype=np.int64) * int(st)).reshape(view)
+    if index.size and (index.min() < 0 or index.max() >= arr.size):
+        raise ValueError(f"{what}: strides {list(strides)} reach outside its {arr.size} elements")
+    return arr[index]
+
+
+def binary(a, b, *, op: int, shape, a_stride, b_stride) -> np.ndarray:
+    """y [shape] (4-D, contiguous) = op(a, b) read through the operands' strides: add, sub, mul,
+    div (IEEE), max a >= b ? a : b, min a <= b ? a : b, prelu a >= 0 ? a : a * b (op codes of
+    runtime/reference/binary.py)."""
+    from .binary import (BINARY_ADD, BINARY_DIV, BINARY_MAX, BINARY_MIN, BINARY_MUL,
+                         BINARY_PRELU, BINARY_SUB)
+    va = _strided(_f32(a, None, "binary a"), shape, a_stride, "binary a")
+    vb = _strided(_f32(b, None, "binary b"), shape, b_stride, "binary b")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        y = {BINARY_ADD: lambda: va + vb, BINARY_SUB: lambda: va - vb,
+             BINARY_MUL: lambda: va * vb, BINARY_DIV: lambda: va / vb,
+             BINARY_MAX: lambda: np.where(va >= vb, va, vb),
+             BINARY_MIN: lambda: np.where(va <= vb, va, vb),
+             BINARY_PRELU: lambda: np.where(va >= 0, va, va * vb)}[op]()
+    return np.asarray(y, F32)
+
+
+def matmul(a, b, *, batch0: int, batch1: int, m: int, k: int, n: int, a_stride, b_stride,
+           y_stride) -> np.ndarray:
+    """y (flat) with y[i0*ys0 + i1*ys1 + i*ys2 + j*ys3] = sum_l a[i0,i1,i,l] * b[i0,i1,l,j],
+    the sum from 0 with l ascending; operands read through their strides."""
+    va = _strided(_f32(a, None, "matmul a"), (batch0, batch1, m, k), a_stride, "matmul a")
+    vb = _strided(_f32(b, None, "matmul b"), (batch0, batch1, k, n), b_stride, "matmul b")
+    acc = np.zeros((batch0, batch1, m, n), F32)
+    for l in range(k):
+        acc = acc + va[:, :, :, l, None] * vb[:, :, None, l, :]
+    size = batch0 * batch1 * m * n
+    y = np.zeros(size, F32)
+    index = _strided(np.arange(size), (batch0, batch1, m, n), y_stride, "matmul y")
+    y[index.reshape(-1)] = acc.reshape(-1)
+    return y
+
+
+def pad(x, *, mode: int, value: float, in_shape, pad_lo, pad_hi) -> np.ndarray:
+    """The integer pad family's data movement (runtime/reference/pad.py) with a float32
+    constant."""
+    from .pad import pad_index
+    shape = [int(v) for v in in_shape]
+    out = [v + int(lo) + int(hi) for v, lo, hi in zip(shape, pad_lo, pad_hi)]
+    src = _f32(x, int(np.prod(shape)), "pad x").reshape(shape)
+    index = [pad_index(np.arange(o) - int(lo), v, mode) for o, v, lo in zip(out, shape, pad_lo)]
+    y = src[np.ix_(*[np.maximum(i, 0) for i in index])] if src.size else np.zeros(out, F32)
+    outside = np.zeros(out, bool)
+    for d, i in enumerate(index):
+        view = [1] * 4
+        view[d] = out[d]
+        outside |= (i < 0).reshape(view)
+    return np.where(outside, F32(value), y).astype(F32)
+
+
+def layernorm(x, gamma, beta, *, outer: int, length: int, inner: int,
+              epsilon: float) -> np.ndarray:
+    """x [outer][length][inner] normalized over `length`: mean = (sum_l x_l in order) / length,
+    var = (sum_l (x_l - mean)^2 in order) / length, inv = 1 / sqrt(var + epsilon),
+    y_l = (x_l - mean) * inv * gamma[l] + beta[l]."""
+    xf = _f32(x, outer * length * inner, "layernorm x").reshape(outer, length, inner)
+    g = _f32(gamma, length, "layernorm gamma")[None, :, None]
+    b = _f32(beta, length, "layernorm beta")[None, :, None]
+    if length == 0:
+        return xf
+    mean = np.zeros((outer, inner), F32)
+    for l in range(length):
+        mean = mean + xf[:, l]
+    mean = mean / F32(length)
+    var = np.zeros((outer, inner), F32)
+    for l in range(length):
+        d = xf[:, l] - mean
+        var = var + d * d
+    with np.errstate(divide="ignore"):
+        inv = F32(1) / np.sqrt(var / F32(length) + F32(epsilon))
+    return ((xf - mean[:, None]) * inv[:, None] * g + b).astype(F32)
 
 
 # ------------------------------------------------------------------------------- recurrent

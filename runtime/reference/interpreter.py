@@ -73,7 +73,11 @@ def _run_f32_step(step: Step, mem: dict[str, np.ndarray]) -> None:
         y = F.unary(ins[0], **dict(p, fn=F.UNARY_FUNCTIONS[p["fn"]]))
     elif family == "mask_frames":
         y = F.mask_frames(ins[0], ins[1], **p)
-    elif family in ("avgpool1d", "maxpool1d", "reduce", "softmax", "transpose"):
+    elif family in ("binary", "matmul"):
+        y = getattr(F, family)(*_operands(step, ins), **p)
+    elif family == "layernorm":
+        y = F.layernorm(ins[0], a["w"], a["bias"], **p)
+    elif family in ("avgpool1d", "maxpool1d", "reduce", "softmax", "transpose", "pad"):
         y = getattr(F, family)(ins[0], **p)
     else:
         raise ValueError(f"no float32 reference kernel for step op {step.op!r}")

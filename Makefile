@@ -18,13 +18,14 @@ OFFLINE ?=
 NAME    ?=
 ARGS    ?=
 
-.PHONY: compile test fuzz venv example clean help bench bench-memory
+.PHONY: compile test fuzz op-matrix venv example clean help bench bench-memory
 
 help:
 	@echo "make compile [MODEL=m.onnx] [TARGET=esp32p4|esp32s3] [CHUNK=n] [CALIB=c.npy] [BITS=8|16|32] [OUT=build] [OFFLINE=1]"
 	@echo "             BITS=32: float32, no quantization and no calibration"
 	@echo "make test     run the test suite"
 	@echo "make fuzz     property-based fuzz (RILL_FUZZ=1): many random conv stacks streamed, many mutated models compiled"
+	@echo "make op-matrix  every op of issue 5 compiled and verified in int8, int16 and float32 (RILL_OP_MATRIX=1)"
 	@echo "make bench        RV32IMAFC instructions per MAC of the kernels and example models vs a plain-loop reference (bench/results.json)"
 	@echo "make bench-memory arena vs its lower bound and bytes copied per call, every example/test model (int8/int16)"
 	@echo "make bench-quant  output SNR of Rill vs ESP-PPQ (int8/int16, esp32p4/esp32s3; ESP-PPQ in .venv-ppq)"
@@ -52,6 +53,9 @@ test: $(STAMP) $(EXAMPLE) $(EXAMPLE_CALIB)
 
 fuzz: $(STAMP)
 	RILL_FUZZ=1 $(BIN)/python -m pytest -n 2 tests/test_streaming_fuzz.py tests/test_mutation_fuzz.py
+
+op-matrix: $(STAMP)
+	RILL_OP_MATRIX=1 $(BIN)/python -m pytest -n 2 tests/test_op_matrix.py
 
 # Instructions per MAC on the ESP32-P4's base ISA (RV32IMAFC in the unicorn emulator) of the int8
 # kernel families on realistic shapes and of the example models per chunk, against plain-loop

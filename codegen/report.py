@@ -7,8 +7,14 @@ import numpy as np
 
 from codegen.emit_c import ModelInterface
 from codegen.memory import MemoryPlan, copy_stats
+from compiler.targets import Target
 from runtime.ir import Program
 from runtime.reference.f32 import TOLERANCE
+
+KIB = 1024
+# Where the "does it fit" notes come from (report.md cites them).
+IDF_MEMORY_TYPES = "https://docs.espressif.com/projects/esp-idf/en/stable/{target}/api-guides/memory-types.html"
+IDF_HEAP = "https://docs.espressif.com/projects/esp-idf/en/stable/{target}/api-reference/system/mem_alloc.html"
 
 
 def _stored_axis(info) -> int | None:
@@ -94,7 +100,8 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: M
                  requantizations: list[dict], mixed_precision: dict | None = None,
                  sensitivity: list[dict] = (), qdq_import: list[dict] = (),
                  folded_heads: list[dict] = (),
-                 output_bias_correction: dict | None = None) -> dict:
+                 output_bias_correction: dict | None = None,
+                 fit: dict | None = None, footprint: dict | None = None) -> dict:
     """report.json. A float32 program has no SNR (`snr_db` null) and no quantization sections;
     it reports its max abs error against onnxruntime instead (the C's when it was verified)."""
     layers = layer_rows(program, layer_snr)
@@ -149,8 +156,49 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: M
         "sensitivity": _jsonable(list(sensitivity)),
         **({"qdq_import": _jsonable(list(qdq_import))} if qdq_import else {}),
     }
-    return {**head, **io, **quantized, "layers": layers, "verification": verification,
-            "passes": passes, "warnings": warnings}
+    on_chip = {**({"fit": fit} if fit else {}), **({"footprint": footprint} if footprint else {}),
+               "memory_plan": memory_plan_rows(program, plan)}
+    return {**head, **io, **quantized, **on_chip, "layers": layers,
+            "verification": verification, "passes": passes, "warnings": warnings}
+
+
+def memory_plan_rows(program: Program, plan: MemoryPlan) -> dict:
+    """report.json's `memory_plan`: every arena block (named after its first buffer; views and
+    in-place results share it) with its offset, bytes and the steps it is live (-1: on entry),
+    in offset order."""
+    blocks = [{"buffer": b.name, "offset": plan.arena.offsets[b.name], "bytes": b.size,
+               "first_step": b.first, "last_step": b.last} for b in plan.items]
+    blocks.sort(key=lambda b: (b["offset"], b["first_step"], b["buffer"]))
+    return {"arena_bytes": plan.arena_bytes, "steps": len(program.steps), "arena": blocks}
+
+
+def fit_summary(target: Target, program: Program, plan: MemoryPlan, footprint: dict,
+                ram_budget: int | None) -> dict:
+    """report.json's `fit`: the totals that decide whether the model fits the chip. RAM per
+    stream: the arena, one `<name>_t` and the worst-case stack of a call (measured by
+    codegen/footprint.py; null when it could not be); flash: weights, code and other constants
+    of src/*.c as compiled for the target (or an estimate, `estimate` true)."""
+    measured = footprint.get("measured", False)
+    stack = footprint.get("stack_bytes") if measured else None
+    ram_total = plan.arena_bytes + program.instance_bytes + (stack or 0)
+    budget = ram_budget or target.internal_ram_bytes
+    flash = {"weight_bytes": program.weight_bytes,
+             "code_bytes": footprint.get("code_bytes"),
+             "const_bytes": footprint.get("const_bytes"),  # weights, tables, kernel parameters
+             "data_bytes": footprint.get("data_bytes"),
+             "total_bytes": (footprint["code_bytes"] + footprint["const_bytes"]
+                             + footprint["data_bytes"]) if measured else None}
+    return {
+        "target_ram": target.ram_name, "target_ram_bytes": target.internal_ram_bytes,
+        "ram_budget_bytes": budget,
+        "ram": {"arena_bytes": plan.arena_bytes, "instance_bytes": program.instance_bytes,
+                "stack_bytes": stack, "total_bytes": ram_total,
+                "share_of_target_ram": round(ram_total / target.internal_ram_bytes, 5)},
+        "flash": flash,
+        "fits_ram_budget": ram_total <= budget,
+        "measured_with": (f"{footprint['compiler']} {footprint['flags']}" if measured else None),
+        "estimate": not (measured and footprint["exact_for_target"]),
+    }
 
 
 def markdown(report: dict) -> str:
@@ -174,42 +222,191 @@ def markdown(report: dict) -> str:
              f"{r['arena_strategy']})",
              f"- data movement per call: {r['copies_per_call']} copies/fills "
              f"({r['copied_bytes_per_call']:,} B); {r['inplace_steps']} step(s) in place", ""]
+    lines += fit_section(r)
     if r["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in r["warnings"]] + [""]
     lines += _float_layers(r) if float32 else _quantized_layers(r)
+    lines += picture_lines(r, "layer_snr" if not float32 else "layer_error",
+                           "per-layer max abs error" if float32 else "per-layer SNR")
+    lines += memory_plan_section(r)
     if not float32:
         lines += precision_sections(r)
     lines += ["", "## State pairs", ""]
     if r["states"]:
         lines += ["| input | output | kind | holds | shape | init | bytes |",
                   "|---|---|---|---|---|---|---|"]
-        lines += [f"| `{s['input']}` | `{s['output']}` | {s['kind']} | {s['holds'] or '-'} | "
-                  f"{s['shape']} | {s['init']:g} | {s['bytes']} |" for s in r["states"]]
+        lines += [f"| {_code(s['input'])} | {_code(s['output'])} | {s['kind']} | "
+                  f"{_cell(s['holds'] or '-')} | {s['shape']} | {s['init']:g} | {s['bytes']} |"
+                  for s in r["states"]]
     else:
         lines.append("none")
+    lines += latency_section(r)
     v = r["verification"]
     lines += ["", "## Verification", ""] + [f"- {k}: {val}" for k, val in v.items()] + [""]
     return "\n".join(lines)
 
 
+def _cell(text) -> str:
+    """Text that cannot break a Markdown table row (names may hold | or newlines)."""
+    return " ".join(str(text).replace("|", "\\|").splitlines())
+
+
+def _code(text) -> str:
+    text = _cell(text)
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
+def _kib(n: int | None) -> str:
+    return "-" if n is None else f"{n:,} B ({n / KIB:.1f} KiB)"
+
+
+def fit_section(r: dict) -> list[str]:
+    """## Does it fit: flash and internal RAM per stream against the target's budget."""
+    fit, fp = r.get("fit"), r.get("footprint") or {}
+    if not fit:
+        return []
+    target, ram, flash = r["target"], fit["ram"], fit["flash"]
+    measured = fp.get("measured", False)
+    share = ram["share_of_target_ram"] * 100
+    stack = (_kib(ram["stack_bytes"]) if ram["stack_bytes"] is not None
+             else f"not measured ({_cell(fp.get('reason', 'no compiler'))})")
+    entry = f" (`{fp['stack_function']}`)" if fp.get("stack_function") else ""
+    budget = ("" if fit["ram_budget_bytes"] == fit["target_ram_bytes"]
+              else f", budget {fit['ram_budget_bytes']:,} B (--ram-budget)")
+    lines = [f"## Does it fit on the {target}?", "",
+             "| what | bytes | where |", "|---|---|---|",
+             f"| weights | {_kib(flash['weight_bytes'])} | flash (`static const`) |"]
+    if measured:
+        lines += [f"| code (`.text`) | {_kib(flash['code_bytes'])} | flash |",
+                  f"| all constants: weights, tables, kernel parameters (`.rodata`) | "
+                  f"{_kib(flash['const_bytes'])} | flash |",
+                  f"| **flash total** | **{_kib(flash['total_bytes'])}** | code + constants"
+                  f"{' + initialized data' if flash['data_bytes'] else ''} |"]
+    else:
+        lines.append(f"| code | not measured ({_cell(fp.get('reason', 'no compiler'))}) | flash |")
+    lines += [f"| scratch arena | {_kib(ram['arena_bytes'])} | internal RAM (`.bss`; PSRAM with "
+              f"`<NAME>_ARENA_ATTR`) |",
+              f"| one stream's `<name>_t` (state {r['state_bytes']:,} B) | "
+              f"{_kib(ram['instance_bytes'])} | internal RAM, where the caller puts it |",
+              f"| worst-case stack of one call{entry} | {stack} | the calling task's stack |",
+              f"| **internal RAM total** | **{_kib(ram['total_bytes'])}** | {share:.1f} % of the "
+              f"{target}'s {fit['target_ram_bytes'] // KIB} KiB {fit['target_ram']}{budget} |",
+              ""]
+    lines += _fit_notes(r, fit, fp)
+    return lines + [""]
+
+
+def _fit_notes(r: dict, fit: dict, fp: dict) -> list[str]:
+    target = r["target"]
+    notes = []
+    if fp.get("measured"):
+        how = ("measured" if not fit["estimate"] else
+               f"an **estimate** for the {target}: no compiler for its core here, so the "
+               f"{fp['isa']} build stands in (code size and frames differ by ISA)")
+        notes.append(f"- Code, constants and stack: `{fit['measured_with']}` on `src/*.c` "
+                     f"({fp['isa']}), {how}. Stack: {fp['stack_method']}"
+                     f" (`{' -> '.join(fp['stack_path'])}`)"
+                     + (f"; C library calls not counted: {', '.join(fp['stack_not_counted'])}"
+                        if fp["stack_not_counted"] else "")
+                     + ("" if fp["stack_bounded"] else
+                        "; a frame of dynamic size or a recursion makes this a lower bound")
+                     + ".")
+    verdict = ("fits" if fit["fits_ram_budget"] else "does NOT fit")
+    notes += [f"- RAM per stream {verdict} in the budget of {fit['ram_budget_bytes']:,} B; each "
+              f"more stream (`<name>_t`) adds {fit['ram']['instance_bytes']:,} B, the arena is "
+              f"shared (unless `<NAME>_CALLER_ARENA`).",
+              f"- ESP-IDF itself takes a large share of the {fit['target_ram']}: its static data "
+              "and IRAM code, the FreeRTOS task stacks, Wi-Fi/Bluetooth buffers and caches all "
+              "come out of it, and how much depends on the configuration: compare the totals "
+              "with the free heap ESP-IDF logs at start-up (`heap_init`) and `idf.py size` of "
+              f"your application ([memory types]({IDF_MEMORY_TYPES.format(target=target)}), "
+              f"[heap]({IDF_HEAP.format(target=target)})).",
+              "- PSRAM is optional: `-D<NAME>_ARENA_ATTR=EXT_RAM_BSS_ATTR` moves the arena there "
+              "(slower to access); raise `--ram-budget` accordingly."]
+    return notes
+
+
+def picture_lines(r: dict, key: str, what: str) -> list[str]:
+    """A link to a PNG next to the report, or the one-line note saying why there is none."""
+    plots = r.get("plots") or {}
+    if plots.get(key):
+        return ["", f"![{what}]({plots[key]})"]
+    if plots.get("skipped"):
+        return ["", f"({what} picture skipped: {plots['skipped']})"]
+    return []
+
+
+def memory_plan_section(r: dict) -> list[str]:
+    plan = r.get("memory_plan")
+    if not plan:
+        return []
+    lines = ["", "## Memory plan", "",
+             f"The scratch arena: {plan['arena_bytes']:,} B over {plan['steps']} steps. Each block "
+             "is live from the step that first writes it to the last step that reads it "
+             "(-1: on entry); views and in-place results share their block's bytes. States live "
+             "in `<name>_t` (below).", ""]
+    if plan["arena"]:
+        lines += ["| block | offset | bytes | live steps |", "|---|---|---|---|"]
+        lines += [f"| {_code(b['buffer'])} | {b['offset']:,} | {b['bytes']:,} | "
+                  f"{b['first_step']}..{b['last_step']} |" for b in plan["arena"]]
+    else:
+        lines.append("The arena is empty.")
+    return lines + picture_lines(r, "memory_plan", "memory plan over the schedule")
+
+
+def latency_section(r: dict) -> list[str]:
+    chunk, lat = r["chunk_frames"], r["latency_frames"]
+    per_frame = r["output"]["per_frame"]
+    lines = ["", "## Latency", ""]
+    if per_frame:
+        lines.append(f"- An output frame leaves {lat} frame(s) after its input frame "
+                     f"(look-ahead; `<NAME>_LATENCY_FRAMES`), plus up to {chunk - 1} frame(s) "
+                     f"waiting for a call's {chunk}-frame chunk to fill: at most {lat + chunk - 1} "
+                     "frame(s) and the time of one call.")
+    else:
+        lines.append(f"- Every call ({chunk} frame(s)) outputs the summary of the window ending "
+                     f"with its last frame: a frame waits at most {chunk - 1} frame(s) for its "
+                     "call, plus the time of one call.")
+    lines.append(f"- One call: {r['macs_per_call']:,} MACs and {r['copies_per_call']} "
+                 f"copies/fills ({r['copied_bytes_per_call']:,} B).")
+    return lines
+
+
 def _quantized_layers(r: dict) -> list[str]:
-    lines = ["## Layers", "", "| # | node | kernel | output shape | precision | MACs | "
-             "exp in → out | weights B | SNR dB |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["## Layers", "", "One row per step of a call (views cost nothing and have no row). "
+             "Exponents: real = q · 2^e; SNR of the layer's output against the float model "
+             "on calibration data.", "",
+             "| # | node | kernel | output shape | precision | exponents in → out (weights) | "
+             "MACs | weights B | output B | SNR dB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for i, l in enumerate(r["layers"]):
         e = l["exponents"]
         precision = l["precision"] + (f" (w {l['weight_precision']}, acc {l['accumulator']})"
                                       if "accumulator" in l else "")
-        lines.append(f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {precision} | "
-                     f"{l['macs']:,} | {e['inputs']} → {e['output']} | {l['weight_bytes']:,} | "
-                     f"{l['snr_db']} |")
+        lines.append(f"| {i} | {_code(l['name'])} | {l['op']} | {l['output_shape']} | "
+                     f"{precision} | {_exponents(e)} | {l['macs']:,} | {l['weight_bytes']:,} | "
+                     f"{l['output_bytes']:,} | {_fmt2(l['snr_db'])} |")
     return lines
 
 
+def _exponents(e: dict) -> str:
+    text = f"{', '.join(map(str, e['inputs']))} → {e['output']}"
+    w = e.get("weights")
+    if w:
+        text += f" (w {w[0]}" + (f"..{w[-1]})" if len(w) > 1 else ")")
+    return text
+
+
+def _fmt2(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _float_layers(r: dict) -> list[str]:
-    lines = ["## Layers", "", "| # | node | kernel | output shape | MACs | weights B | "
-             "max abs error vs onnxruntime |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {i} | `{l['name']}` | {l['op']} | {l['output_shape']} | {l['macs']:,} | "
-              f"{l['weight_bytes']:,} | {_sci(l['max_abs_error'])} |"
+    lines = ["## Layers", "", "| # | node | kernel | output shape | MACs | weights B | output B | "
+             "max abs error vs onnxruntime |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {i} | {_code(l['name'])} | {l['op']} | {l['output_shape']} | {l['macs']:,} | "
+              f"{l['weight_bytes']:,} | {l['output_bytes']:,} | {_sci(l['max_abs_error'])} |"
               for i, l in enumerate(r["layers"])]
     return lines
 

@@ -90,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dump-passes", type=Path, default=None, metavar="DIR",
                    help="write the ONNX graph after every pass into DIR (open in Netron)")
     c.add_argument("--ram-budget", type=int, default=None, metavar="BYTES",
-                   help="RAM the arena and state may use (default: the target's internal RAM; "
-                        "raise it when the arena goes to PSRAM)")
+                   help="RAM the arena, one stream's state and a call's stack may use (default: "
+                        "the target's internal RAM; raise it when the arena goes to PSRAM)")
     c.add_argument("--no-verify", action="store_true",
-                   help="skip building and running the generated C on the host")
+                   help="skip compiling the generated C: no host build and run against the "
+                        "integer reference, and no target build, so report.md's code size and "
+                        "stack are not measured")
     c.add_argument("--force", action="store_true", help="overwrite OUT/<name> if it exists")
     c.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     c.add_argument("-v", "--verbose", action="store_true", help="print each pass as it runs")

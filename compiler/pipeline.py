@@ -14,7 +14,9 @@ import onnx
 from codegen.component import write_component, write_report
 from codegen.emit_c import ModelInterface, SourceWriter
 from codegen.memory import plan_memory
-from codegen.report import build_report, markdown
+from codegen.footprint import measure_footprint
+from codegen.plots import write_plots
+from codegen.report import build_report, fit_summary, markdown
 from compiler.context import FLOAT_BITS, SUPPORTED_BITS, CompileContext, Options
 from codegen.qdq_export import export_qdq
 from compiler.errors import RillError, VerificationError
@@ -283,6 +285,11 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
         write_component(tmp, writer, target=options.target.name, bits=options.bits,
                         streaming_model=streaming_model, test_inputs=test_run.inputs,
                         test_outputs=test_run.outputs, source=Path(path))
+        footprint = {"measured": False, "reason": "--no-verify: the C was not compiled"}
+        if options.verify:
+            log("measuring code size and stack")
+            footprint = measure_footprint(tmp, options.name, options.target)
+        check_memory_fits(program, plan, options, stack_bytes=footprint.get("stack_bytes") or 0)
         if options.dump_qdq:
             onnx.save(export_qdq(ctx.facts.get("offline_graph", ctx.graph), ctx.facts,
                                  options.bits, mode=options.target.rounding),
@@ -306,7 +313,10 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             mixed_precision=search.as_json(options.snr_target) if search else None,
             sensitivity=m.sensitivity, qdq_import=ctx.facts.get("qdq_import", []),
             folded_heads=ctx.facts.get("folded_heads", []),
-            output_bias_correction=ctx.facts.get("output_bias_correction"))
+            output_bias_correction=ctx.facts.get("output_bias_correction"),
+            fit=fit_summary(options.target, program, plan, footprint, options.ram_budget),
+            footprint=footprint)
+        report["plots"] = write_plots(tmp, report)
         write_report(tmp, report, markdown(report), source=Path(path))
         if final.exists():
             shutil.rmtree(final)
@@ -378,13 +388,16 @@ def state_rows(program, stream) -> list[dict]:
              "bytes": program.buffers[s.input].nbytes} for s in (stream or {}).get("states", [])]
 
 
-def check_memory_fits(program, plan, options: Options) -> None:
+def check_memory_fits(program, plan, options: Options, stack_bytes: int = 0) -> None:
+    """Arena + `<name>_t` (+ the worst-case stack of a call, once measured) within the budget."""
     state = program.instance_bytes  # the kept frames plus the windows' new frames
     budget = options.ram_budget or options.target.internal_ram_bytes
-    if state + plan.arena_bytes > budget:
+    need = state + plan.arena_bytes + stack_bytes
+    if need > budget:
+        stack = f" + stack {stack_bytes:,} B" if stack_bytes else ""
         raise RillError(
-            f"the model needs {state + plan.arena_bytes:,} B of RAM per stream (state {state:,} B + "
-            f"arena {plan.arena_bytes:,} B), more than {options.target.name}'s budget of {budget:,} B "
+            f"the model needs {need:,} B of RAM per stream (state {state:,} B + "
+            f"arena {plan.arena_bytes:,} B{stack}), more than {options.target.name}'s budget of {budget:,} B "
             "(and ESP-IDF itself needs a large share of internal RAM); use a smaller --chunk, or "
             "place the arena in PSRAM (<NAME>_ARENA_ATTR) and raise --ram-budget")
 

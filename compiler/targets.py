@@ -10,15 +10,19 @@ from compiler.errors import UsageError
 class Target:
     name: str
     rounding: str  # "half_even" | "half_up": how the chip's requantization rounds ties
-    internal_ram_bytes: int  # on-chip SRAM that the arena and state may use at most
+    internal_ram_bytes: int  # on-chip SRAM that the arena, state and stack may use at most
     description: str
+    ram_name: str = "SRAM"  # what the chip's documentation calls that RAM
+    core: str = ""  # the CPU core (the report says which compiler measured the code for it)
 
 
 TARGETS: dict[str, Target] = {
     "esp32p4": Target("esp32p4", "half_even", 768 * 1024,
-                      "ESP32-P4 (RISC-V, 768 KiB L2MEM); requantization rounds half to even"),
+                      "ESP32-P4 (RISC-V, 768 KiB L2MEM); requantization rounds half to even",
+                      ram_name="L2MEM", core="RISC-V RV32IMAFC + Espressif extensions"),
     "esp32s3": Target("esp32s3", "half_up", 512 * 1024,
-                      "ESP32-S3 (Xtensa LX7, 512 KiB SRAM); requantization rounds half up"),
+                      "ESP32-S3 (Xtensa LX7, 512 KiB SRAM); requantization rounds half up",
+                      ram_name="SRAM", core="Xtensa LX7"),
 }
 
 

@@ -12,6 +12,7 @@ from codegen.names import model_name
 from compiler.context import FLOAT_BITS, SUPPORTED_BITS, Options
 from compiler.errors import RillError, UsageError
 from compiler.loader import parse_input_shape
+from compiler.progress import NORMAL, QUIET, VERBOSE, Progress
 from compiler.state_pairs import parse_state_pair
 from compiler.targets import TARGETS, get_target
 
@@ -31,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rill: compile an ONNX time-series model into a streaming ESP-IDF component.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=RillArgumentParser)
     c = sub.add_parser("compile", help="compile a model into OUT/<name>/",
-                       description="Compile MODEL into a verified ESP-IDF component in OUT/<name>/.")
+                       description="Compile MODEL into a verified ESP-IDF component in OUT/<name>/. "
+                                   "On stderr, by default: a line when a long step starts "
+                                   "(calibration, refining exponents, the --snr-target search, "
+                                   "measuring the SNR, verification), a progress line at most "
+                                   "every 2 s inside one, the warnings and a one-line summary "
+                                   "(SNR, bytes, RAM per stream); errors always.")
     c.add_argument("model", type=Path, help="the .onnx file (external data next to it is read)")
     c.add_argument("--target", default="esp32p4", help=f"chip: {', '.join(TARGETS)} (default esp32p4)")
     c.add_argument("--chunk", type=int, default=None,
@@ -97,8 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "integer reference, and no target build, so report.md's code size and "
                         "stack are not measured")
     c.add_argument("--force", action="store_true", help="overwrite OUT/<name> if it exists")
-    c.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    c.add_argument("-v", "--verbose", action="store_true", help="print each pass as it runs")
+    talk = c.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="print only errors: no progress, warnings or summary (the warnings "
+                           "are in report.md; the exit code says whether it worked)")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="also print every pass with its time and every progress line of the "
+                           "long steps (not at most one per 2 s), each with the seconds since the "
+                           "start, and the traceback of an internal error")
     return parser
 
 
@@ -149,25 +161,32 @@ def run_compile(args: argparse.Namespace) -> int:
     options = options_from(args)
     shapes = [parse_input_shape(s) for s in args.input_shape]
 
-    def log(msg: str) -> None:
-        if args.verbose:
-            print(f"rill: {msg}", file=sys.stderr)
-
+    level = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
     result = compile_model(args.model, options, args.out, input_shapes=shapes,
-                           dump_dir=args.dump_passes, force=args.force, log=log)
-    if not args.quiet:
+                           dump_dir=args.dump_passes, force=args.force, progress=Progress(level))
+    if level > QUIET:
         for w in result.warnings:
             print(f"rill: WARNING: {w}", file=sys.stderr)
-        r = result.report
-        float32 = r["bits"] == FLOAT_BITS
-        accuracy = (f"max error {r['max_rel_error']:.2g} x max|output| vs onnxruntime"
-                    if float32 else f"SNR {r['snr_db']} dB")
-        precision = "float32" if float32 else f"int{r['bits']}"
-        print(f"rill: wrote {result.out_dir} ({r['target']}, {precision}, {r['mode']}, "
-              f"chunk {r['chunk_frames']}, latency {r['latency_frames']}): {accuracy}, "
-              f"weights {r['weight_bytes']} B, state {r['state_bytes']} B, arena {r['arena_bytes']} B "
-              f"(lower bound {r['arena_lower_bound_bytes']} B), {r['macs_per_call']} MACs/call")
+        print(f"rill: {summary(result.out_dir, result.report)}", file=sys.stderr)
     return 0
+
+
+def summary(out_dir: Path, r: dict) -> str:
+    """The one line a successful compile ends with."""
+    float32 = r["bits"] == FLOAT_BITS
+    accuracy = (f"max error {r['max_rel_error']:.2g} x max|output| vs onnxruntime"
+                if float32 else f"SNR {r['snr_db']} dB")
+    precision = "float32" if float32 else f"int{r['bits']}"
+    ram = r["fit"]["ram"]
+    stack = "" if ram["stack_bytes"] is not None else " (stack not measured)"
+    flash = r["fit"]["flash"]["total_bytes"]
+    return (f"wrote {out_dir} ({r['target']}, {precision}, {r['mode']}, "
+            f"chunk {r['chunk_frames']}, latency {r['latency_frames']}): {accuracy}, "
+            f"weights {r['weight_bytes']} B, state {r['state_bytes']} B, arena {r['arena_bytes']} B "
+            f"(lower bound {r['arena_lower_bound_bytes']} B), {r['macs_per_call']} MACs/call; "
+            f"RAM per stream {ram['total_bytes']} B{stack} = "
+            f"{100 * ram['share_of_target_ram']:.1f} % of {r['fit']['target_ram']}"
+            + (f", flash {flash} B" if flash is not None else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ to preserve the float semantics, check that claim in onnxruntime.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,17 +36,20 @@ class PassRecord:
     name: str
     changed: bool
     max_rel_error: float | None = None
+    seconds: float = 0.0  # wall time of the pass (for --verbose; not in report.json)
 
 
 class PassManager:
     def __init__(self, passes: Sequence[Pass], *, dump_dir: Path | None = None,
                  check_equivalence: bool = False, rel_tol: float = 1e-5,
-                 on_pass: Callable[[str], None] | None = None):
+                 on_pass: Callable[[str], None] | None = None,
+                 on_done: Callable[[PassRecord], None] | None = None):
         self.passes = list(passes)
         self.dump_dir = dump_dir
         self.check_equivalence = check_equivalence
         self.rel_tol = rel_tol
         self.on_pass = on_pass
+        self.on_done = on_done
         self.records: list[PassRecord] = []
 
     def run(self, ctx: CompileContext) -> CompileContext:
@@ -57,12 +61,15 @@ class PassManager:
             if self.on_pass:
                 self.on_pass(p.name)
             before = self._snapshot(ctx) if self._checks(p) else None
+            start = time.perf_counter()
             changed = bool(p.run(ctx))
             ctx.properties |= p.ensures
-            record = PassRecord(p.name, changed)
+            record = PassRecord(p.name, changed, seconds=time.perf_counter() - start)
             if before is not None and changed:
                 record.max_rel_error = self._check(p, before, ctx)
             self.records.append(record)
+            if self.on_done:
+                self.on_done(record)
             if self.dump_dir is not None:
                 self._dump(index, p, ctx)
         return ctx

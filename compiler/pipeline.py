@@ -30,7 +30,8 @@ from compiler.mixed_precision import (RANK_SAMPLES, Evaluation, PrecisionSearch,
 from compiler.loader import (check_onnxruntime_runs, load_onnx, pin_input_shapes,
                              pins_from_calibration, runtime_inputs)
 from compiler.ort import session
-from compiler.pass_manager import Pass, PassManager
+from compiler.pass_manager import Pass, PassManager, PassRecord
+from compiler.progress import Progress
 from compiler.sensitivity import layer_sensitivity
 from compiler.simulate import StreamLayout, run_integer, stream_layout
 from runtime.ir import Program
@@ -164,18 +165,36 @@ def prepare_calibration(calib: np.ndarray | None, shape: tuple[int, ...], source
     return data.astype(np.float32)
 
 
+# passes that take long enough to announce at the default level (what they run over)
+LONG_PASSES = {"calibrate": "calibrate: running the float model on {n} calibration inputs",
+               "refine-exponents": "refine-exponents: measuring exponent changes on {n} "
+                                   "calibration inputs",
+               "correct-output-bias": "correct-output-bias: measuring the output error on {n} "
+                                      "calibration inputs"}
+
+
 class Compilation:
     """One run of the compiler from a loaded graph to a verified output folder."""
 
     def __init__(self, ctx: CompileContext, *, dump_dir: Path | None = None,
-                 log: Callable[[str], None] = lambda s: None):
-        self.ctx, self.dump_dir, self.log = ctx, dump_dir, log
+                 progress: Progress | None = None):
+        self.ctx, self.dump_dir = ctx, dump_dir
+        self.progress = progress or Progress.to_log(lambda s: None)
 
     def run_passes(self) -> PassManager:
         manager = PassManager(pipeline_for(self.ctx.options), dump_dir=self.dump_dir,
-                              on_pass=lambda n: self.log(f"pass {n}"))
+                              on_pass=self._starting, on_done=self._done)
         manager.run(self.ctx)
         return manager
+
+    def _starting(self, name: str) -> None:
+        calib = self.ctx.options.calib
+        if name in LONG_PASSES and calib is not None:
+            self.progress.step(LONG_PASSES[name].format(n=len(calib)))
+
+    def _done(self, record: PassRecord) -> None:
+        self.progress.detail(f"pass {record.name}: {record.seconds:.2f} s"
+                             f"{', changed the model' if record.changed else ''}")
 
     def requantize(self, config: list[Promotion]) -> Program:
         """Re-run the quantization passes after calibration with these int16 promotions."""
@@ -231,7 +250,11 @@ class Measurement:
 
 def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes: list = (),
                   dump_dir: Path | None = None, force: bool = False,
-                  log: Callable[[str], None] = lambda s: None) -> CompileResult:
+                  log: Callable[[str], None] = lambda s: None,
+                  progress: Progress | None = None) -> CompileResult:
+    """`progress` tells the person running it what happens (compiler/progress.py); without
+    it, every message goes to `log`."""
+    progress = progress or Progress.to_log(log)
     if options.bits not in SUPPORTED_BITS:  # the API guards what the CLI guards
         raise RillError(f"bits={options.bits}: Rill quantizes to int8 or int16, or keeps float32 "
                         "(32)")
@@ -247,15 +270,15 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     final = out_root / options.name
     if final.exists() and not force:
         raise RillError(f"output folder {final} exists; pass --force to overwrite it")
-    ctx.progress = log
-    comp = Compilation(ctx, dump_dir=dump_dir, log=log)
+    ctx.progress = progress.tick
+    comp = Compilation(ctx, dump_dir=dump_dir, progress=progress)
     manager = comp.run_passes()
     layout = comp.layout()
     stream = ctx.facts.get("streaming")
     offline_model = to_runnable(ctx.facts.get("offline_graph", ctx.graph))
     search = None
     if options.snr_target is not None:
-        log(f"searching int16 promotions for {options.snr_target} dB")
+        progress.step(f"snr-target: searching int16 promotions for {options.snr_target} dB")
         search = comp.search_precision(
             lambda prog, data: calibration_snr(prog, layout, offline_model, stream, data),
             options.calib)
@@ -270,10 +293,11 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     shapes = {n: static_shape(t) for n, t in ctx.graph.tensors().items()
               if static_shape(t) is not None}
     if float32:
-        log("running the float32 program against onnxruntime")
+        progress.step("running the float32 program against onnxruntime")
         m = measure_float(ctx, program, layout, offline_model, streaming_model, stream, shapes)
     else:
-        log("simulating the integer program on the calibration data")
+        progress.step("measuring the integer program on the calibration data: output SNR, "
+                      "per-layer SNR and sensitivity")
         m = measure_quantized(ctx, program, layout, offline_model, streaming_model, stream,
                               shapes)
     iface = interface(options, program, plan, layout, stream)
@@ -287,7 +311,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
                         test_outputs=test_run.outputs, source=Path(path))
         footprint = {"measured": False, "reason": "--no-verify: the C was not compiled"}
         if options.verify:
-            log("measuring code size and stack")
+            progress.detail("measuring code size and stack")
             footprint = measure_footprint(tmp, options.name, options.target)
         check_memory_fits(program, plan, options, stack_bytes=footprint.get("stack_bytes") or 0)
         if options.dump_qdq:
@@ -296,7 +320,8 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
                       str(tmp / f"{options.name}.qdq.onnx"))
         verification = {"float_stream_max_rel_error": m.float_check, **(m.errors or {})}
         if options.verify:
-            log("building and running the generated C")
+            against = "onnxruntime" if float32 else "the integer reference, bit for bit"
+            progress.step(f"verifying: building the generated C and running it against {against}")
             if float32:
                 verification.update(verify_c_float(tmp, options.name, program, layout,
                                                    m.onnx_ref, m.checks, iface.output_elems))
@@ -316,6 +341,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             output_bias_correction=ctx.facts.get("output_bias_correction"),
             fit=fit_summary(options.target, program, plan, footprint, options.ram_budget),
             footprint=footprint)
+        progress.detail("writing report.md, report.json and the pictures")
         report["plots"] = write_plots(tmp, report)
         write_report(tmp, report, markdown(report), source=Path(path))
         if final.exists():

@@ -25,6 +25,8 @@ def _matplotlib():
 
 
 def _short(name: str) -> str:
+    """A name as drawn: its tail, on one line (drawn without mathtext: `$` stays a `$`)."""
+    name = " ".join(name.splitlines())
     return name if len(name) <= MAX_LABEL else "…" + name[-(MAX_LABEL - 1):]
 
 
@@ -72,7 +74,7 @@ def memory_plan_figure(mpl, plan: dict, name: str):
         ax.add_patch(_rect(x0, b["offset"], width, b["bytes"], color))
         if b["bytes"] >= 0.06 * arena:
             ax.text(x0 + width / 2, b["offset"] + b["bytes"] / 2, _short(b["buffer"]),
-                    ha="center", va="center", fontsize=7, clip_on=True)
+                    ha="center", va="center", fontsize=7, clip_on=True, parse_math=False)
     ax.set_xlim(-1.5, steps - 0.5)
     ax.set_ylim(0, arena)
     ax.set_xlabel("step of the call (-1: the input, on entry)")
@@ -100,7 +102,7 @@ def layer_figure(mpl, rows: list[tuple[str, float]], output: float | None, float
     ys = list(range(len(rows)))
     values = [max(v, 1e-12) if float32 else v for _, v in rows]
     ax.barh(ys, values, color="C0" if not float32 else "C3")
-    ax.set_yticks(ys, [_short(n) for n, _ in rows], fontsize=7)
+    ax.set_yticks(ys, [_short(n) for n, _ in rows], fontsize=7, parse_math=False)
     ax.invert_yaxis()
     if float32:
         ax.set_xscale("log")

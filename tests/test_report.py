@@ -243,3 +243,19 @@ def test_call_graph_worst_path(tmp_path):
 
 def test_markdown_cells_cannot_break_a_table():
     assert _cell("a|b\nc") == "a\\|b c"
+
+
+def test_pictures_draw_hostile_names(tmp_path):
+    """Tensor names are drawn as text, never as mathtext or several lines."""
+    if not _has_matplotlib():
+        pytest.skip("matplotlib is not installed (the [test] extra installs it)")
+    names = ["$\\frac{$", "a\nb */ \"q\" \\", "ünï|cödé", "x" * 200]
+    report = {"name": "m", "bits": 8, "snr_db": 12.5,
+              "layers": [{"name": n, "snr_db": 10.0 + i} for i, n in enumerate(names)],
+              "memory_plan": {"arena_bytes": 64, "steps": 4, "arena": [
+                  {"buffer": n, "offset": 16 * i, "bytes": 16, "first_step": i - 1,
+                   "last_step": i} for i, n in enumerate(names)]}}
+    assert plots.write_plots(tmp_path, report) == {"memory_plan": "memory_plan.png",
+                                                   "layer_snr": "layer_snr.png"}
+    for png in ("memory_plan.png", "layer_snr.png"):
+        assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC

@@ -8,6 +8,7 @@ version in the PNG metadata, so compiling twice gives byte-identical files.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 DPI = 100
@@ -54,7 +55,8 @@ def write_plots(out: Path, report: dict) -> dict:
 
 def _save(fig_canvas, out: Path, filename: str) -> str:
     fig, canvas = fig_canvas
-    with open(out / filename, "wb") as f:
+    with open(out / filename, "wb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. a name's glyph missing from the font: a box
         canvas.print_png(f, metadata={"Software": None})
     fig.clear()
     return filename

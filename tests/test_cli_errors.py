@@ -383,7 +383,11 @@ def assert_one_clear_error(rc: int, stdout: str, stderr: str, expected_rc: int, 
     assert "Traceback" not in stderr and "Traceback" not in stdout, stderr
     assert "internal error" not in stderr, stderr
     text = stderr.strip()
-    assert text.startswith("rill: error:"), f"message does not start with 'rill: error:':\n{stderr}"
+    at = text.find("rill: error:")
+    assert at >= 0, f"no 'rill: error:' message:\n{stderr}"
+    progress, text = text[:at].splitlines(), text[at:]  # a compile says which step it ran
+    assert all(ln.startswith("rill: ") and "WARNING" not in ln for ln in progress), \
+        f"more than progress lines before the message:\n{stderr}"
     assert text.count("rill: error:") == 1, f"more than one message:\n{stderr}"
     assert len(text) > len("rill: error:") + 10, f"no explanation:\n{stderr}"
     for m in mentions:  # a tuple: any one of its strings

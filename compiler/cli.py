@@ -33,11 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=RillArgumentParser)
     c = sub.add_parser("compile", help="compile a model into OUT/<name>/",
                        description="Compile MODEL into a verified ESP-IDF component in OUT/<name>/. "
-                                   "On stderr, by default: a line when a long step starts "
+                                   "By default it prints on stderr a line when a long step starts "
                                    "(calibration, refining exponents, the --snr-target search, "
                                    "measuring the SNR, verification), a progress line at most "
-                                   "every 2 s inside one, the warnings and a one-line summary "
-                                   "(SNR, bytes, RAM per stream); errors always.")
+                                   "every 2 s inside one and the warnings, and on stdout a "
+                                   "one-line summary (SNR, bytes, RAM per stream); errors "
+                                   "always (stderr).")
     c.add_argument("model", type=Path, help="the .onnx file (external data next to it is read)")
     c.add_argument("--target", default="esp32p4", help=f"chip: {', '.join(TARGETS)} (default esp32p4)")
     c.add_argument("--chunk", type=int, default=None,
@@ -167,7 +168,7 @@ def run_compile(args: argparse.Namespace) -> int:
     if level > QUIET:
         for w in result.warnings:
             print(f"rill: WARNING: {w}", file=sys.stderr)
-        print(f"rill: {summary(result.out_dir, result.report)}", file=sys.stderr)
+        print(f"rill: {summary(result.out_dir, result.report)}")  # the result: stdout
     return 0
 
 

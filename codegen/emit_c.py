@@ -10,7 +10,9 @@ from codegen.kernel_library import (F32, function_name, kernel_header, kernel_so
                                     quantize_names)
 from codegen.memory import MemoryPlan
 from codegen.names import c_identifier, comment
+from runtime import weight_layout
 from runtime.ir import Program, Step
+from runtime.weight_layout import LAYOUT_FAMILIES
 from runtime.reference.f32 import FLOAT_FIELDS, TOLERANCE
 
 C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}
@@ -76,8 +78,13 @@ def _offset(pointer: str, offset: int) -> str:
 
 
 class SourceWriter:
-    def __init__(self, program: Program, plan: MemoryPlan, iface: ModelInterface):
+    """`kernel_layouts`: emit conv1d/gemm constants in the layout their kernel reads fastest
+    (runtime/weight_layout.py); False keeps the logical layout (the bench's reference build)."""
+
+    def __init__(self, program: Program, plan: MemoryPlan, iface: ModelInterface,
+                 kernel_layouts: bool = True):
         self.p, self.plan, self.iface = program, plan, iface
+        self.kernel_layouts = kernel_layouts
         self.prefix = iface.name
         self.used: set[str] = set()
         # the constants of steps that repeat one node's kernel (once per sequence of a batch)
@@ -250,6 +257,16 @@ int {p}_selftest(void);
         return any(a[:2] == b[:2] and a[2] < b[3] and b[2] < a[3]
                    for a in spans[:len(reads)] for b in spans[len(reads):])
 
+    def c_step(self, step: Step) -> tuple[dict, dict]:
+        """(params, arrays) as the step's C kernel takes them: conv1d/gemm with the layout
+        fields, their weights and bias in that layout (runtime/weight_layout.py)."""
+        types = kernel_types(step, self.p.buffers) if step.op in LAYOUT_FAMILIES else None
+        if types is None or types.x == F32:
+            return step.params, step.arrays
+        if not self.kernel_layouts:
+            return {**step.params, "wblock": 1, "rq_bias": 0}, step.arrays
+        return weight_layout.c_step(step.op, step.params, step.arrays, types.x, self.p.rounding)
+
     def step_constants(self, index: int, step: Step) -> tuple[str, dict[str, str]]:
         """The step's static const arrays and params struct: declared once for the steps of one
         node that share them (a kernel called once per sequence of a batch)."""
@@ -265,7 +282,8 @@ int {p}_selftest(void);
         base = c_identifier(f"l{index}_{step.name or step.op}", self.used)
         decls, names = [], {}
         c_types = {**C_TYPES, "int64": "int64_t"}  # int64: the bias of a wide accumulator
-        for key, arr in step.arrays.items():
+        params, arrays = self.c_step(step)
+        for key, arr in arrays.items():
             ctype = c_types[str(np.asarray(arr).dtype)]
             names[key] = f"{base}_{key}"
             decls.append(f"static const {ctype} {names[key]}[{np.asarray(arr).size}] "
@@ -276,7 +294,7 @@ int {p}_selftest(void);
             type_name, fields = struct
             names["params"] = f"{base}_params"
             floats = type_name.endswith("_f32_params_t")
-            values = [_param_literal(f, step.params[f], floats) for f in fields]
+            values = [_param_literal(f, params[f], floats) for f in fields]
             decls.append(f"static const {self.prefix}_{type_name} "
                          f"{names['params']} = {{{', '.join(values)}}};")
         return "\n".join(decls), names

@@ -186,12 +186,15 @@ def kernel_types(step: Step, buffers: Mapping[str, Buffer]) -> KernelTypes:
 def params_struct(family: str, types: KernelTypes) -> tuple[str, tuple[str, ...]] | None:
     """(struct type without the prefix, field names) of the params struct a variant takes, or
     None when it takes its scalars as arguments. Float32 variants have their own structs
-    (`<family>_f32_params_t`, some fields float), except transpose (no numbers in it)."""
+    (`<family>_f32_params_t`, some fields float), except transpose (no numbers in it). The
+    integer conv1d and gemm structs end with the layout fields of runtime/weight_layout.py."""
+    from runtime import weight_layout
     from runtime.reference import f32, kernels
     if types.x == F32 and family in f32.PARAMS_FIELDS:
         return f"{family}_f32_params_t", f32.PARAMS_FIELDS[family]
     if (types.x != F32 or family == "transpose") and family in kernels.PARAMS_FIELDS:
-        return f"{family}_params_t", kernels.PARAMS_FIELDS[family]
+        layout = weight_layout.LAYOUT_FIELDS if family in weight_layout.LAYOUT_FAMILIES else ()
+        return f"{family}_params_t", kernels.PARAMS_FIELDS[family] + layout
     return None
 
 

@@ -101,6 +101,7 @@ class CompileResult:
     warnings: list[str] = field(default_factory=list)
     program: Program | None = None  # the lowered program: tools run the integer reference on it
     layout: StreamLayout | None = None
+    writer: SourceWriter | None = None  # emitted the C: tools may emit variants of it
 
 
 def select_calibration(calib, names: list[str], source: str) -> np.ndarray | None:
@@ -350,7 +351,7 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return CompileResult(final, report, ctx.warnings, program, layout)
+    return CompileResult(final, report, ctx.warnings, program, layout, writer)
 
 
 def measure_quantized(ctx: CompileContext, program: Program, layout: StreamLayout,

@@ -32,6 +32,7 @@ from c_drivers import (MODES, STRICT, build_drivers, compile_c, dispatch_source,
 from codegen.kernel_library import (FAMILIES, KernelTypes, check_types,  # noqa: E402
                                     function_name, instantiate, kernel_header, kernel_sources,
                                     kernel_types, program_variants, prototypes, variant_suffix)
+from runtime import weight_layout  # noqa: E402
 from runtime.reference import kernels as ref  # noqa: E402
 
 C_DIR = ROOT / "runtime" / "c"
@@ -154,9 +155,12 @@ def other(mode: str) -> str:
 
 
 def _params(family: str, p: dict) -> list[int]:
+    """The C struct's values: the spec's fields, then conv1d's/gemm's layout fields (the
+    logical layout unless `p` has them)."""
     out = []
-    for f in ref.PARAMS_FIELDS[family]:
-        v = p[f]
+    layout = weight_layout.LAYOUT_FIELDS if family in weight_layout.LAYOUT_FAMILIES else ()
+    for f in ref.PARAMS_FIELDS[family] + layout:
+        v = p.get(f, {"wblock": 1, "rq_bias": 0}.get(f)) if f in layout else p[f]
         out.extend(list(v) + [0] * (4 - len(v)) if isinstance(v, (list, tuple)) else [v])
     return out
 
@@ -281,9 +285,16 @@ def weighted_data(rng, family: str, t: KernelTypes, p: dict, extreme: bool = Fal
 
 
 def weighted_case(family: str, t: KernelTypes, x, w, bias, shift, p: dict, mode: str,
-                  desc: str = "") -> tuple:
+                  desc: str = "", layout: bool = True) -> tuple:
+    """One call against the reference; conv1d/gemm with their arrays in the layout the code
+    generator picks (`layout`; runtime/weight_layout.py) or else the logical one."""
     want = getattr(ref, family)(x, w, bias, shift, **p, mode=mode, out_bits=t.y)
     arrays = [x, w, bias, np.asarray(shift).astype(np.int8)]
+    if layout and family in weight_layout.LAYOUT_FAMILIES:
+        named = dict(w=w, bias=bias, shift=arrays[3])
+        p, named = weight_layout.c_step(family, p, named, t.x, mode)
+        arrays = [x, named["w"], named["bias"], named["shift"]]
+        desc += f" wblock={p['wblock']} rq_bias={p['rq_bias']}"
     return case(family, t, p, arrays, want, desc)
 
 
@@ -312,6 +323,9 @@ def test_weighted_random(drivers, family, types, mode):
         x, w, bias, shift = weighted_data(rng, family, types, p, extreme=seed % 5 == 0,
                                           big_bias=seed % 7 == 0)
         cases.append(weighted_case(family, types, x, w, bias, shift, p, mode, f"seed={seed}"))
+        if family in weight_layout.LAYOUT_FAMILIES:
+            cases.append(weighted_case(family, types, x, w, bias, shift, p, mode,
+                                       f"seed={seed}", layout=False))
     check_batch(drivers[mode], cases)
 
 
@@ -332,6 +346,9 @@ def test_weighted_ties(drivers, family, types, mode):
         cases.append(weighted_case(family, types, x, w, bias, shift, p, mode, f"ties {seed}"))
         alt = getattr(ref, family)(x, w, bias, shift, **p, mode=other(mode), out_bits=types.y)
         diff += int(np.sum(alt != cases[-1][2]))
+        if family in weight_layout.LAYOUT_FAMILIES:
+            cases.append(weighted_case(family, types, x, w, bias, shift, p, mode,
+                                       f"ties {seed}", layout=False))
     assert diff > 0, "the tie cases do not distinguish the rounding modes"
     check_batch(drivers[mode], cases)
 
@@ -1500,9 +1517,29 @@ BLOCK_SHAPES = {
                dict(t_in=17, c_in=5, c_out=5, kernel=5, stride=2, dilation=4, groups=5,
                     pad_l=3, pad_r=4),
                dict(t_in=11, c_in=1, c_out=1, kernel=3, stride=1, dilation=1, groups=1,
-                    pad_l=2, pad_r=0)],
+                    pad_l=2, pad_r=0),
+               # 8-channel blocks with a 3-channel tail, odd frame counts, padding on both
+               # sides, stride 2 and a single frame
+               dict(t_in=10, c_in=7, c_out=19, kernel=3, stride=1, dilation=2, groups=1,
+                    pad_l=3, pad_r=2),
+               dict(t_in=9, c_in=11, c_out=16, kernel=2, stride=2, dilation=1, groups=1,
+                    pad_l=1, pad_r=1),
+               dict(t_in=1, c_in=17, c_out=8, kernel=1, stride=1, dilation=1, groups=1,
+                    pad_l=0, pad_r=0),
+               dict(t_in=3, c_in=5, c_out=24, kernel=3, stride=1, dilation=1, groups=1,
+                    pad_l=2, pad_r=2),
+               # depthwise: k = 3, 5 and 4, few and many interior frames, pads, one frame
+               dict(t_in=6, c_in=13, c_out=13, kernel=5, stride=1, dilation=1, groups=13,
+                    pad_l=4, pad_r=0),
+               dict(t_in=13, c_in=7, c_out=7, kernel=4, stride=3, dilation=2, groups=7,
+                    pad_l=1, pad_r=5),
+               dict(t_in=4, c_in=3, c_out=3, kernel=3, stride=1, dilation=1, groups=3,
+                    pad_l=0, pad_r=0),
+               dict(t_in=7, c_in=11, c_out=11, kernel=3, stride=1, dilation=3, groups=11,
+                    pad_l=6, pad_r=0)],
     "gemm": [dict(m=9, k=48, n=16), dict(m=4, k=7, n=5), dict(m=1, k=33, n=9),
-             dict(m=6, k=1, n=2), dict(m=5, k=2, n=1)],
+             dict(m=6, k=1, n=2), dict(m=5, k=2, n=1), dict(m=3, k=5, n=19),
+             dict(m=2, k=13, n=8), dict(m=7, k=3, n=24)],
 }
 
 
@@ -1520,6 +1557,17 @@ def test_weighted_blocked_paths(drivers, family, types, mode):
                                               big_bias=seed % 3 == 1)
             cases.append(weighted_case(family, types, x, w, bias, shift, p, mode,
                                        f"{shape} seed={seed}"))
+        # every accumulator on a tie: the folded rounding constant of the blocked paths
+        rng = np.random.default_rng(9500 + n)
+        s_tie = int(rng.integers(1, 7))
+        xs, ws, c_out = array_shapes(family, shape)
+        p = dict(shape, act_min=trange(types.y)[0], act_max=trange(types.y)[1])
+        cases.append(weighted_case(family, types, _ties_x(rng, xs, s_tie, types.x),
+                                   rng.integers(-3, 4, size=ws).astype(DTYPE[types.w]),
+                                   _ties_bias(rng, c_out, s_tie, types.acc),
+                                   np.full(c_out, s_tie), p, mode, f"{shape} ties"))
+    folded = sum("rq_bias=1" in c[0] for c in cases)
+    assert folded > 0 or types.acc == 64, "no case reaches the folded output stage"
     check_batch(drivers[mode], cases)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from codegen.emit_c import SourceWriter  # noqa: E402
 from codegen.kernel_library import (F32, KernelTypes, function_name, instantiate,  # noqa: E402
                                     kernel_header, kernel_sources, program_variants, rename)
 from compiler.context import Options  # noqa: E402
@@ -51,6 +53,7 @@ from compiler.rv32.component import Rv32Component  # noqa: E402
 from compiler.rv32.emulator import Rv32Machine  # noqa: E402
 from compiler.simulate import run_integer  # noqa: E402
 from compiler.targets import get_target  # noqa: E402
+from runtime import weight_layout  # noqa: E402
 from runtime.reference import kernels as ref_kernels  # noqa: E402
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -96,7 +99,7 @@ def conv_case(name: str, *, c_in: int, c_out: int, kernel: int, dilation: int, g
         bias = rng.integers(-4096, 4096, c_out, dtype=np.int32)
         shift = np.full(c_out, _requant_shift(kernel * cg) + 4, np.int8)
         want = ref_kernels.conv1d(x, w, bias, shift, mode=MODE, out_bits=8, **params)
-        return list(params.values()), [x, w, bias, shift], want
+        return params, [x, w, bias, shift], want
 
     return KernelCase(name, "conv1d", args, frames * c_out * kernel * cg, goal, GOAL_SPEEDUP)
 
@@ -110,7 +113,7 @@ def gemm_case(name: str, *, m: int, k: int, n: int) -> KernelCase:
         bias = rng.integers(-4096, 4096, n, dtype=np.int32)
         shift = np.full(n, _requant_shift(k) + 4, np.int8)
         want = ref_kernels.gemm(x, w, bias, shift, mode=MODE, out_bits=8, **params)
-        return list(params.values()), [x, w, bias, shift], want
+        return params, [x, w, bias, shift], want
 
     return KernelCase(name, "gemm", args, m * k * n, None, GOAL_SPEEDUP)
 
@@ -122,7 +125,7 @@ def add_case(name: str, n: int) -> KernelCase:
         a = rng.integers(-128, 128, n, dtype=np.int8)
         b = rng.integers(-128, 128, n, dtype=np.int8)
         want = ref_kernels.add(a, b, mode=MODE, out_bits=8, **params)
-        return list(params.values()), [a, b], want
+        return params, [a, b], want
 
     return KernelCase(name, "add", args, n)
 
@@ -132,7 +135,7 @@ def lut_case(name: str, n: int) -> KernelCase:
         x = rng.integers(-128, 128, n, dtype=np.int8)
         table = rng.integers(-128, 128, 256, dtype=np.int8)
         want = ref_kernels.lut(x, table, mode=MODE, n=n, out_bits=8)
-        return [n, 0], [table, x], want
+        return {"n": n, "frac_bits": 0}, [table, x], want
 
     return KernelCase(name, "lut", args, n)
 
@@ -190,6 +193,21 @@ def build_kernel_elf(work: Path) -> Path:
     return build_elf([ours, ref, main], [work], work / "kernels.elf")
 
 
+def kernel_arguments(family: str, params: dict, arrays: list[np.ndarray],
+                     layout: bool) -> tuple[list[int], list[np.ndarray]]:
+    """The C arguments of a case: conv1d/gemm take the layout fields, and Rill's kernel its
+    arrays in the compile-time layout the code generator picks (runtime/weight_layout.py); the
+    reference the logical arrays."""
+    if family not in weight_layout.LAYOUT_FAMILIES:
+        return list(params.values()), arrays
+    named = dict(zip(("x", "w", "bias", "shift"), arrays))
+    if layout:
+        c_params, c_arr = weight_layout.c_step(family, params, named, 8, MODE)
+    else:
+        c_params, c_arr = {**params, "wblock": 1, "rq_bias": 0}, named
+    return list(c_params.values()), [c_arr[k] for k in ("x", "w", "bias", "shift")]
+
+
 def call_kernel(m: Rv32Machine, fn: str, family: str, params: list[int],
                 arrays: list[np.ndarray], out_elems: int) -> tuple[np.ndarray, int]:
     m.free_all()
@@ -211,8 +229,9 @@ def bench_kernels(work: Path) -> list[dict]:
         types = dict(KERNEL_VARIANTS)[case.family]
         counts = {}
         for prefix in ("rill", "ref"):
+            c_params, c_arrays = kernel_arguments(case.family, params, arrays, prefix == "rill")
             got, n = call_kernel(machine, function_name(case.family, types, prefix), case.family,
-                                 params, arrays, want.size)
+                                 c_params, c_arrays, want.size)
             if not np.array_equal(got, want.reshape(-1)):
                 raise SystemExit(f"{case.name}: the {prefix} kernel on RV32 differs from the "
                                  "integer reference")
@@ -336,6 +355,18 @@ def reference_kernels_file(program, name: str, work: Path) -> Path:
     return path
 
 
+def logical_component(result, name: str, work: Path) -> Path:
+    """A copy of the compiled component whose weights keep the logical layout of
+    runtime/KERNELS.md (what the reference kernels read) instead of the kernels' own."""
+    out = work / f"{name}_logical"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(result.out_dir, out)
+    w = result.writer
+    logical = SourceWriter(w.p, w.plan, w.iface, kernel_layouts=False)
+    (out / "src" / f"{name}.c").write_text(logical.model_source())
+    return out
+
+
 def bench_model(case: ModelCase, work: Path) -> dict:
     name = "m_" + "".join(ch if ch.isalnum() else "_" for ch in case.name.lower())[:40].strip("_")
     work.mkdir(parents=True, exist_ok=True)
@@ -348,7 +379,8 @@ def bench_model(case: ModelCase, work: Path) -> dict:
     stream = run_integer(program, layout, calib[-1])
     counts = {}
     for kind, kernels in (("rill", None), ("ref", reference_kernels_file(program, name, work))):
-        comp = Rv32Component(result.out_dir, name, work / f"{name}_{kind}", kernels=kernels)
+        component = result.out_dir if kind == "rill" else logical_component(result, name, work)
+        comp = Rv32Component(component, name, work / f"{name}_{kind}", kernels=kernels)
         comp.init()
         got = comp.run(stream.inputs)
         if not np.array_equal(got.outputs, stream.outputs):

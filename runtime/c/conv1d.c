@@ -1,170 +1,264 @@
 #include "rill_kernels.h"
 
 /* rill_conv1d_VARIANT: grouped/dilated/strided 1-D convolution over time-major frames.
- * x rill_x_t [t_in][c_in], w rill_w_t [c_out][kernel][c_in/groups], bias rill_acc_t [c_out],
- * shift int8 [c_out], y rill_y_t [t_out][c_out]. With cg = c_in/groups, og = c_out/groups,
- * g = co/og:
+ * x rill_x_t [t_in][c_in], w rill_w_t [c_out][kernel][c_in/groups] (logically; stored as
+ * p->wblock says), bias rill_acc_t [c_out], shift int8 [c_out], y rill_y_t [t_out][c_out].
+ * With cg = c_in/groups, og = c_out/groups, g = co/og:
  *   acc = bias[co] + sum_{k, i} w[co][k][i] * x[t*stride + k*dilation - pad_l][g*cg + i]
  * (frames outside [0, t_in) read 0; summed in rill_acc_t, the bias type), then
  *   y[t][co] = clamp(sat_Y(round_shift(acc, shift[co])), act_min, act_max).
  *
- * Speed (the sums are exact integers, so any order gives the same result): output frames whose
- * taps all read inside [0, t_in) are computed in register blocks -- dense convs (groups 1) four
- * frames x two output channels (each weight loaded once for four frames, each input once for two
- * channels), or one frame x four channels; depthwise convs (one input and one output channel per
- * group) four frames of one channel per weight load. Inner loops walk pointers two input channels
- * per step. Frames that read padding, and other groupings, take the plain loop. The
- * requantization is one int32 rounding and one clamp per output (rill_rq_apply), set up once
- * per channel and block. */
+ * Layout (chosen at compile time, runtime/weight_layout.py): w in blocks of p->wblock output
+ * channels, each [kernel][cg][width] with the channels innermost (the last block narrower);
+ * wblock 1 is the logical layout. p->rq_bias: the bias holds the rounding constant
+ * (rill_rq_folded).
+ *
+ * Speed (the sums are exact integers, so any order gives the same result): dense convs with
+ * wblock = RILL_CONV1D_BLOCK compute two frames x 8 channels per register block (each weight
+ * loaded once for two frames, each input once for 8 channels, one weight pointer with immediate
+ * offsets; two frames x 4 channels with int64 accumulators), one frame x 8 channels for a single frame or one that reads padding (its taps
+ * restricted to the inside); depthwise convs (one input and one output channel per group) keep
+ * a channel's taps in registers and walk its interior frames; the rest (the channels of a
+ * narrower last block, other groupings, the padding frames of a depthwise conv) takes the
+ * plain loop, which reads any layout. */
 
 #define RILL_CONV1D_WIDE_VARIANT (sizeof(rill_acc_t) > 4)
+#define RILL_CONV1D_BLOCK 8
+#define RILL_CONV1D_DW_FRAMES 4 /* depthwise: channel by channel from this many frames */
 
-/* Dense block: output frames j = 0..3 (inputs x0 + j*fstep, outputs y0 + j*ystep) of channels
- * co, co + 1 (weights w0, w0 + wrow; bias[0..1], shift[0..1]), `kernel` taps x cg. */
-static void rill_conv1d_dense4x2_VARIANT(const rill_x_t *x0, int32_t fstep, int32_t tstep,
-                                         const rill_w_t *w0, int32_t wrow, int32_t kernel,
-                                         int32_t cg, const rill_acc_t *bias,
-                                         const int8_t *shift, int32_t lo, int32_t hi,
-                                         rill_y_t *y0, int32_t ystep)
+/* One output of the blocked paths: clamp(sat_Y(round_shift(acc, s)), lo, hi), the bias
+ * holding the rounding constant (rq_bias) when the accumulator is int32. */
+static inline int32_t rill_conv1d_out_VARIANT(rill_acc_t acc, int s, int32_t lo, int32_t hi)
 {
-    const int wide = RILL_CONV1D_WIDE_VARIANT;
-    rill_acc_t a0 = bias[0], a1 = a0, a2 = a0, a3 = a0;
-    rill_acc_t b0 = bias[1], b1 = b0, b2 = b0, b3 = b0;
-    rill_rq_t ra, rb;
-    int32_t k;
-    for (k = 0; k < kernel; ++k) {
-        const rill_x_t *xa = x0 + k * tstep;
-        const rill_x_t *xb = xa + fstep;
-        const rill_x_t *xc = xb + fstep;
-        const rill_x_t *xd = xc + fstep;
-        const rill_w_t *wa = w0 + k * cg;
-        const rill_w_t *wb = wa + wrow;
-        const rill_w_t *const wa_end = wa + (cg & ~(int32_t)1);
-        while (wa != wa_end) { /* two input channels per step: the pointers move once */
-            rill_acc_t va = wa[0], vb = wb[0];
-            a0 += va * xa[0];
-            a1 += va * xb[0];
-            a2 += va * xc[0];
-            a3 += va * xd[0];
-            b0 += vb * xa[0];
-            b1 += vb * xb[0];
-            b2 += vb * xc[0];
-            b3 += vb * xd[0];
-            va = wa[1], vb = wb[1];
-            a0 += va * xa[1];
-            a1 += va * xb[1];
-            a2 += va * xc[1];
-            a3 += va * xd[1];
-            b0 += vb * xa[1];
-            b1 += vb * xb[1];
-            b2 += vb * xc[1];
-            b3 += vb * xd[1];
-            wa += 2, wb += 2, xa += 2, xb += 2, xc += 2, xd += 2;
-        }
-        if (cg & 1) {
-            const rill_acc_t va = wa[0], vb = wb[0];
-            a0 += va * xa[0];
-            a1 += va * xb[0];
-            a2 += va * xc[0];
-            a3 += va * xd[0];
-            b0 += vb * xa[0];
-            b1 += vb * xb[0];
-            b2 += vb * xc[0];
-            b3 += vb * xd[0];
-        }
+    if (RILL_CONV1D_WIDE_VARIANT) {
+        return rill_requant(rill_rq_init(s), acc, 1, lo, hi);
     }
-    ra = rill_rq_init(shift[0]);
-    rb = rill_rq_init(shift[1]);
-    y0[0] = (rill_y_t)rill_requant(ra, a0, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b0, wide, lo, hi);
-    y0 += ystep;
-    y0[0] = (rill_y_t)rill_requant(ra, a1, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b1, wide, lo, hi);
-    y0 += ystep;
-    y0[0] = (rill_y_t)rill_requant(ra, a2, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b2, wide, lo, hi);
-    y0 += ystep;
-    y0[0] = (rill_y_t)rill_requant(ra, a3, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b3, wide, lo, hi);
+    return rill_rq_folded((int32_t)acc, s, lo, hi);
 }
 
-/* Dense block: one output frame (input x0), channels co..co + 3 (weights w0 + j*wrow,
- * bias[0..3], shift[0..3], outputs y0[0..3]), `kernel` taps x cg. */
-static void rill_conv1d_dense1x4_VARIANT(const rill_x_t *x0, int32_t tstep, const rill_w_t *w0,
-                                         int32_t wrow, int32_t kernel, int32_t cg,
+/* The 8 outputs of one frame of a block: y[j] from a_j and shift[j]. */
+static inline void rill_conv1d_store8_VARIANT(rill_y_t *y, const int8_t *shift, int32_t lo,
+                                              int32_t hi, rill_acc_t a0,
+                                              rill_acc_t a1, rill_acc_t a2, rill_acc_t a3,
+                                              rill_acc_t a4, rill_acc_t a5, rill_acc_t a6,
+                                              rill_acc_t a7)
+{
+    y[0] = (rill_y_t)rill_conv1d_out_VARIANT(a0, shift[0], lo, hi);
+    y[1] = (rill_y_t)rill_conv1d_out_VARIANT(a1, shift[1], lo, hi);
+    y[2] = (rill_y_t)rill_conv1d_out_VARIANT(a2, shift[2], lo, hi);
+    y[3] = (rill_y_t)rill_conv1d_out_VARIANT(a3, shift[3], lo, hi);
+    y[4] = (rill_y_t)rill_conv1d_out_VARIANT(a4, shift[4], lo, hi);
+    y[5] = (rill_y_t)rill_conv1d_out_VARIANT(a5, shift[5], lo, hi);
+    y[6] = (rill_y_t)rill_conv1d_out_VARIANT(a6, shift[6], lo, hi);
+    y[7] = (rill_y_t)rill_conv1d_out_VARIANT(a7, shift[7], lo, hi);
+}
+
+/* Dense block: frames a (input x0) and b (x0 + fstep) x the 8 channels of one weight block
+ * (wp: its first used tap, 8 weights per input channel), `taps` taps tstep apart, cg inputs
+ * each; outputs y0[0..7] and y0[ystep..ystep + 7]. */
+static void rill_conv1d_dense2x8_VARIANT(const rill_x_t *x0, int32_t fstep, int32_t tstep,
+                                         int32_t taps, int32_t cg, const rill_w_t *wp,
+                                         const rill_acc_t *bias, const int8_t *shift,
+                                         int32_t lo, int32_t hi, rill_y_t *y0, int32_t ystep)
+{
+    rill_acc_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    rill_acc_t a4 = bias[4], a5 = bias[5], a6 = bias[6], a7 = bias[7];
+    rill_acc_t b0 = a0, b1 = a1, b2 = a2, b3 = a3, b4 = a4, b5 = a5, b6 = a6, b7 = a7;
+    int32_t k;
+    for (k = 0; k < taps; ++k) {
+        const rill_x_t *xa = x0 + k * tstep;
+        const rill_x_t *xb = xa + fstep;
+        const rill_x_t *const xa_end = xa + cg;
+        while (xa != xa_end) {
+            const rill_acc_t u = *xa++, v = *xb++;
+            rill_acc_t c = wp[0];
+            a0 += c * u, b0 += c * v, c = wp[1];
+            a1 += c * u, b1 += c * v, c = wp[2];
+            a2 += c * u, b2 += c * v, c = wp[3];
+            a3 += c * u, b3 += c * v, c = wp[4];
+            a4 += c * u, b4 += c * v, c = wp[5];
+            a5 += c * u, b5 += c * v, c = wp[6];
+            a6 += c * u, b6 += c * v, c = wp[7];
+            a7 += c * u, b7 += c * v;
+            wp += 8;
+        }
+    }
+    rill_conv1d_store8_VARIANT(y0, shift, lo, hi, a0, a1, a2, a3, a4, a5, a6, a7);
+    rill_conv1d_store8_VARIANT(y0 + ystep, shift, lo, hi, b0, b1, b2, b3, b4, b5, b6,
+                               b7);
+}
+
+/* Dense block for int64 accumulators (two registers each): frames a and b x 4 channels, the
+ * half of an 8-channel weight block starting at wp (8 weights per input channel); outputs
+ * y0[0..3] and y0[ystep..ystep + 3]. */
+static void rill_conv1d_dense2x4_VARIANT(const rill_x_t *x0, int32_t fstep, int32_t tstep,
+                                         int32_t taps, int32_t cg, const rill_w_t *wp,
+                                         const rill_acc_t *bias, const int8_t *shift,
+                                         int32_t lo, int32_t hi, rill_y_t *y0, int32_t ystep)
+{
+    rill_acc_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    rill_acc_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+    int32_t k;
+    for (k = 0; k < taps; ++k) {
+        const rill_x_t *xa = x0 + k * tstep;
+        const rill_x_t *xb = xa + fstep;
+        const rill_x_t *const xa_end = xa + cg;
+        while (xa != xa_end) {
+            const rill_acc_t u = *xa++, v = *xb++;
+            rill_acc_t c = wp[0];
+            a0 += c * u, b0 += c * v, c = wp[1];
+            a1 += c * u, b1 += c * v, c = wp[2];
+            a2 += c * u, b2 += c * v, c = wp[3];
+            a3 += c * u, b3 += c * v;
+            wp += 8;
+        }
+    }
+    y0[0] = (rill_y_t)rill_conv1d_out_VARIANT(a0, shift[0], lo, hi);
+    y0[1] = (rill_y_t)rill_conv1d_out_VARIANT(a1, shift[1], lo, hi);
+    y0[2] = (rill_y_t)rill_conv1d_out_VARIANT(a2, shift[2], lo, hi);
+    y0[3] = (rill_y_t)rill_conv1d_out_VARIANT(a3, shift[3], lo, hi);
+    y0 += ystep;
+    y0[0] = (rill_y_t)rill_conv1d_out_VARIANT(b0, shift[0], lo, hi);
+    y0[1] = (rill_y_t)rill_conv1d_out_VARIANT(b1, shift[1], lo, hi);
+    y0[2] = (rill_y_t)rill_conv1d_out_VARIANT(b2, shift[2], lo, hi);
+    y0[3] = (rill_y_t)rill_conv1d_out_VARIANT(b3, shift[3], lo, hi);
+}
+
+/* Dense block: one frame (input x0) x the 8 channels of one weight block, as above. */
+static void rill_conv1d_dense1x8_VARIANT(const rill_x_t *x0, int32_t tstep, int32_t taps,
+                                         int32_t cg, const rill_w_t *wp,
                                          const rill_acc_t *bias, const int8_t *shift,
                                          int32_t lo, int32_t hi, rill_y_t *y0)
 {
-    const int wide = RILL_CONV1D_WIDE_VARIANT;
     rill_acc_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    rill_acc_t a4 = bias[4], a5 = bias[5], a6 = bias[6], a7 = bias[7];
     int32_t k;
-    for (k = 0; k < kernel; ++k) {
+    for (k = 0; k < taps; ++k) {
         const rill_x_t *xa = x0 + k * tstep;
-        const rill_x_t *const xa_end = xa + (cg & ~(int32_t)1);
-        const rill_w_t *wa = w0 + k * cg;
-        const rill_w_t *wb = wa + wrow;
-        const rill_w_t *wc = wb + wrow;
-        const rill_w_t *wd = wc + wrow;
-        while (xa != xa_end) { /* two inputs per step: the pointers move once */
-            const rill_acc_t u = xa[0], v = xa[1];
-            a0 += u * wa[0] + v * wa[1];
-            a1 += u * wb[0] + v * wb[1];
-            a2 += u * wc[0] + v * wc[1];
-            a3 += u * wd[0] + v * wd[1];
-            xa += 2, wa += 2, wb += 2, wc += 2, wd += 2;
-        }
-        if (cg & 1) {
-            const rill_acc_t u = xa[0];
-            a0 += u * wa[0];
-            a1 += u * wb[0];
-            a2 += u * wc[0];
-            a3 += u * wd[0];
+        const rill_x_t *const xa_end = xa + cg;
+        while (xa != xa_end) {
+            const rill_acc_t u = *xa++;
+            a0 += u * wp[0];
+            a1 += u * wp[1];
+            a2 += u * wp[2];
+            a3 += u * wp[3];
+            a4 += u * wp[4];
+            a5 += u * wp[5];
+            a6 += u * wp[6];
+            a7 += u * wp[7];
+            wp += 8;
         }
     }
-    y0[0] = (rill_y_t)rill_requant(rill_rq_init(shift[0]), a0, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rill_rq_init(shift[1]), a1, wide, lo, hi);
-    y0[2] = (rill_y_t)rill_requant(rill_rq_init(shift[2]), a2, wide, lo, hi);
-    y0[3] = (rill_y_t)rill_requant(rill_rq_init(shift[3]), a3, wide, lo, hi);
+    rill_conv1d_store8_VARIANT(y0, shift, lo, hi, a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
-/* Depthwise block: output frames j = 0..3 (inputs x0 + j*fstep: channel c's column, outputs
- * y0 + j*ystep) of one channel (its `kernel` weights w0, bias[0], shift[0]). */
-static void rill_conv1d_depthwise4_VARIANT(const rill_x_t *x0, int32_t fstep, int32_t tstep,
-                                           const rill_w_t *w0, int32_t kernel,
-                                           const rill_acc_t *bias, const int8_t *shift,
-                                           int32_t lo, int32_t hi, rill_y_t *y0, int32_t ystep)
+/* Depthwise: n interior frames (input x0: channel 0's tap 0 of the first, fstep apart;
+ * outputs y0, ystep apart) of the c channels (weights w [c][kernel], bias, shift), channel by
+ * channel with its taps (tstep apart) held in registers for kernels 3 and 5. */
+static RILL_NOINLINE void rill_conv1d_depthwise_VARIANT(const rill_x_t *x0, int32_t fstep,
+                                                       int32_t tstep, const rill_w_t *w,
+                                                       int32_t kernel, const rill_acc_t *bias,
+                                                       const int8_t *shift, int32_t lo,
+                                                       int32_t hi, rill_y_t *y0, int32_t ystep,
+                                                       int32_t c, int32_t n)
 {
-    const int wide = RILL_CONV1D_WIDE_VARIANT;
-    const rill_x_t *xb = x0 + fstep;
-    const rill_x_t *xc = xb + fstep;
-    const rill_x_t *xd = xc + fstep;
-    const rill_w_t *const w_end = w0 + kernel;
-    rill_acc_t a0 = bias[0], a1 = a0, a2 = a0, a3 = a0;
-    rill_rq_t r;
-    while (w0 != w_end) {
-        const rill_acc_t v = *w0++;
-        a0 += v * *x0;
-        a1 += v * *xb;
-        a2 += v * *xc;
-        a3 += v * *xd;
-        x0 += tstep, xb += tstep, xc += tstep, xd += tstep;
+    int32_t co, k;
+    for (co = 0; co < c; ++co, w += kernel) {
+        const rill_x_t *xt = x0 + co;
+        rill_y_t *yt = y0 + co;
+        rill_y_t *const y_end = yt + n * ystep;
+        const rill_acc_t b = bias[co];
+        const int s = shift[co];
+        if (kernel == 3) {
+            const rill_acc_t w0 = w[0], w1 = w[1], w2 = w[2];
+            for (; yt != y_end; yt += ystep, xt += fstep) {
+                const rill_acc_t acc = b + w0 * xt[0] + w1 * xt[tstep] + w2 * xt[2 * tstep];
+                *yt = (rill_y_t)rill_conv1d_out_VARIANT(acc, s, lo, hi);
+            }
+        } else if (kernel == 5) {
+            const rill_acc_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4];
+            for (; yt != y_end; yt += ystep, xt += fstep) {
+                const rill_acc_t acc = b + w0 * xt[0] + w1 * xt[tstep] + w2 * xt[2 * tstep] +
+                                       w3 * xt[3 * tstep] + w4 * xt[4 * tstep];
+                *yt = (rill_y_t)rill_conv1d_out_VARIANT(acc, s, lo, hi);
+            }
+        } else {
+            for (; yt != y_end; yt += ystep, xt += fstep) {
+                const rill_x_t *xk = xt;
+                rill_acc_t acc = b;
+                for (k = 0; k < kernel; ++k, xk += tstep) {
+                    acc += (rill_acc_t)w[k] * (rill_acc_t)*xk;
+                }
+                *yt = (rill_y_t)rill_conv1d_out_VARIANT(acc, s, lo, hi);
+            }
+        }
     }
-    r = rill_rq_init(shift[0]);
-    y0[0] = (rill_y_t)rill_requant(r, a0, wide, lo, hi);
-    y0[ystep] = (rill_y_t)rill_requant(r, a1, wide, lo, hi);
-    y0[2 * ystep] = (rill_y_t)rill_requant(r, a2, wide, lo, hi);
-    y0[3 * ystep] = (rill_y_t)rill_requant(r, a3, wide, lo, hi);
+}
+
+/* Depthwise, one interior frame (input xt: its tap 0) across the c channels (weights w
+ * [c][kernel]): outputs yt[0..c). */
+static RILL_NOINLINE void rill_conv1d_dwframe_VARIANT(const rill_x_t *xt, int32_t tstep, const rill_w_t *w,
+                                        int32_t kernel, const rill_acc_t *bias,
+                                        const int8_t *shift, int32_t lo, int32_t hi,
+                                        rill_y_t *yt, int32_t c)
+{
+    int32_t co, k;
+    if (kernel == 3) {
+        for (co = 0; co < c; ++co, w += 3) {
+            const rill_x_t *xk = xt + co;
+            const rill_acc_t acc = bias[co] + (rill_acc_t)w[0] * xk[0] +
+                                   (rill_acc_t)w[1] * xk[tstep] +
+                                   (rill_acc_t)w[2] * xk[2 * tstep];
+            yt[co] = (rill_y_t)rill_conv1d_out_VARIANT(acc, shift[co], lo, hi);
+        }
+        return;
+    }
+    for (co = 0; co < c; ++co) {
+        const rill_x_t *xk = xt + co;
+        rill_acc_t acc = bias[co];
+        for (k = 0; k < kernel; ++k, xk += tstep) {
+            acc += (rill_acc_t)*w++ * (rill_acc_t)*xk;
+        }
+        yt[co] = (rill_y_t)rill_conv1d_out_VARIANT(acc, shift[co], lo, hi);
+    }
+}
+
+/* The plain loop: frame t, channels [co_a, co_b), any layout (p->wblock). */
+static RILL_NOINLINE void rill_conv1d_plain_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x,
+                                      const rill_w_t *w, const rill_acc_t *bias,
+                                      const int8_t *shift, int32_t lo, int32_t hi, int32_t t,
+                                      int32_t co_a, int32_t co_b, rill_y_t *y)
+{
+    const int32_t c_in = p->c_in, c_out = p->c_out, cg = c_in / p->groups;
+    const int32_t og = c_out / p->groups, wrow = p->kernel * cg, wb = p->wblock;
+    const int32_t t0 = t * p->stride - p->pad_l; /* input frame of tap 0 */
+    int32_t k_lo, k_hi, k, i, co;
+    rill_tap_range(t0, p->t_in, p->dilation, p->kernel, &k_lo, &k_hi);
+    for (co = co_a; co < co_b; ++co) {
+        const int32_t first = co - co % wb; /* the channel's block */
+        const int32_t width = c_out - first < wb ? c_out - first : wb;
+        const rill_w_t *wc = w + first * wrow + (co - first);
+        const rill_x_t *xg = x + (co / og) * cg;
+        rill_acc_t acc = bias[co];
+        for (k = k_lo; k < k_hi; ++k) {
+            const rill_x_t *xr = xg + (t0 + k * p->dilation) * c_in;
+            const rill_w_t *wr = wc + k * cg * width;
+            for (i = 0; i < cg; ++i) {
+                acc += (rill_acc_t)wr[i * width] * (rill_acc_t)xr[i];
+            }
+        }
+        y[t * c_out + co] = (rill_y_t)(p->rq_bias && !RILL_CONV1D_WIDE_VARIANT
+                                       ? rill_rq_folded((int32_t)acc, shift[co], lo, hi)
+                                       : rill_requant(rill_rq_init(shift[co]), acc,
+                                                      RILL_CONV1D_WIDE_VARIANT, lo, hi));
+    }
 }
 
 void rill_conv1d_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x, const rill_w_t *w,
                          const rill_acc_t *bias, const int8_t *shift, rill_y_t *y)
 {
-    const int32_t t_in = p->t_in;
-    const int32_t c_in = p->c_in;
-    const int32_t c_out = p->c_out;
-    const int32_t kernel = p->kernel;
-    const int32_t stride = p->stride;
-    const int32_t dilation = p->dilation;
+    const int32_t t_in = p->t_in, c_in = p->c_in, c_out = p->c_out, kernel = p->kernel;
+    const int32_t stride = p->stride, dilation = p->dilation;
     const int32_t cg = c_in / p->groups;
     const int32_t og = c_out / p->groups;
     const int32_t wrow = kernel * cg; /* weights per output channel */
@@ -172,8 +266,8 @@ void rill_conv1d_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x, const
     const int32_t t_out = span < 0 ? 0 : span / stride + 1; /* no frame if input too short */
     const int32_t fstep = stride * c_in;   /* from one output frame's input to the next */
     const int32_t tstep = dilation * c_in; /* from one tap's input frame to the next */
-    const int dense = p->groups == 1;
-    const int depthwise = cg == 1 && og == 1;
+    /* the blocked paths: the bias holds the rounding constant, or an int64 accumulator */
+    const int blocked = RILL_CONV1D_WIDE_VARIANT || p->rq_bias;
     int32_t lo, hi, t_a, t_b, t, co;
 
     rill_out_bounds(RILL_Y_MIN, RILL_Y_MAX, p->act_min, p->act_max, &lo, &hi);
@@ -184,67 +278,75 @@ void rill_conv1d_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x, const
     t_b = t_b > t_out ? t_out : t_b;
     t_a = t_a > t_b ? t_b : t_a;
 
-    for (t = 0; t < t_out; ++t) {
-        const int32_t t0 = t * stride - p->pad_l; /* input frame of tap 0 */
-        const rill_x_t *xt = x + t0 * c_in;
-        rill_y_t *yt = y + t * c_out;
-        co = 0;
-        if (t >= t_a && t + 4 <= t_b && (dense || depthwise)) { /* four interior frames */
-            if (dense) {
-                for (; co + 2 <= c_out; co += 2) {
-                    rill_conv1d_dense4x2_VARIANT(xt, fstep, tstep, w + co * wrow, wrow, kernel,
-                                                 cg, bias + co, shift + co, lo, hi, yt + co,
-                                                 c_out);
-                }
-            } else {
-                for (; co < c_out; ++co) {
-                    rill_conv1d_depthwise4_VARIANT(xt + co, fstep, tstep, w + co * kernel,
-                                                   kernel, bias + co, shift + co, lo, hi,
-                                                   yt + co, c_out);
-                }
-            }
-            if (co == c_out) {
-                t += 3;
-                continue;
-            }
-            co = 0; /* a dense conv's odd last channel: frame by frame below */
-        }
-        if (t >= t_a && t < t_b && dense) { /* one interior frame: four channels per x load */
-            for (; co + 4 <= c_out; co += 4) {
-                rill_conv1d_dense1x4_VARIANT(xt, tstep, w + co * wrow, wrow, kernel, cg,
-                                             bias + co, shift + co, lo, hi, yt + co);
-            }
-        } else if (t >= t_a && t < t_b && depthwise) { /* one interior frame, no tap test */
-            for (; co < c_out; ++co) {
-                const rill_x_t *xk = xt + co;
-                const rill_w_t *wk = w + co * kernel;
-                const rill_w_t *const w_end = wk + kernel;
-                rill_acc_t acc = bias[co];
-                while (wk != w_end) {
-                    acc += (rill_acc_t)*wk++ * (rill_acc_t)*xk;
-                    xk += tstep;
-                }
-                yt[co] = (rill_y_t)rill_requant(rill_rq_init(shift[co]), acc,
-                                                RILL_CONV1D_WIDE_VARIANT, lo, hi);
-            }
-        }
-        {
-            const int wide = RILL_CONV1D_WIDE_VARIANT;
-            int32_t k_lo, k_hi, k, i; /* the taps that read frames inside [0, t_in) */
-            rill_tap_range(t0, t_in, dilation, kernel, &k_lo, &k_hi);
-            for (; co < c_out; ++co) {
-                const rill_x_t *xg = x + (co / og) * cg;
-                const rill_w_t *wc = w + co * wrow;
-                rill_acc_t acc = bias[co];
-                for (k = k_lo; k < k_hi; ++k) {
-                    const rill_x_t *xr = xg + (t0 + k * dilation) * c_in;
-                    const rill_w_t *wr = wc + k * cg;
-                    for (i = 0; i < cg; ++i) {
-                        acc += (rill_acc_t)wr[i] * (rill_acc_t)xr[i];
+    if (blocked && p->groups == 1 && p->wblock == RILL_CONV1D_BLOCK) {
+        const int32_t full = c_out - c_out % RILL_CONV1D_BLOCK; /* channels in full blocks */
+        for (t = 0; t < t_out;) {
+            const int32_t t0 = t * stride - p->pad_l; /* input frame of tap 0 */
+            rill_y_t *yt = y + t * c_out;
+            if (t >= t_a && t + 2 <= t_b) { /* two interior frames */
+                for (co = 0; co < full; co += RILL_CONV1D_BLOCK) {
+                    if (RILL_CONV1D_WIDE_VARIANT) { /* 16 int64 accumulators would spill */
+                        rill_conv1d_dense2x4_VARIANT(x + t0 * c_in, fstep, tstep, kernel, cg,
+                                                     w + co * wrow, bias + co, shift + co, lo,
+                                                     hi, yt + co, c_out);
+                        rill_conv1d_dense2x4_VARIANT(x + t0 * c_in, fstep, tstep, kernel, cg,
+                                                     w + co * wrow + 4, bias + co + 4,
+                                                     shift + co + 4, lo, hi, yt + co + 4,
+                                                     c_out);
+                        continue;
                     }
+                    rill_conv1d_dense2x8_VARIANT(x + t0 * c_in, fstep, tstep, kernel, cg,
+                                                 w + co * wrow, bias + co, shift + co, lo, hi,
+                                                 yt + co, c_out);
                 }
-                yt[co] = (rill_y_t)rill_requant(rill_rq_init(shift[co]), acc, wide, lo, hi);
+                if (full < c_out) {
+                    rill_conv1d_plain_VARIANT(p, x, w, bias, shift, lo, hi, t, full, c_out, y);
+                    rill_conv1d_plain_VARIANT(p, x, w, bias, shift, lo, hi, t + 1, full, c_out,
+                                              y);
+                }
+                t += 2;
+            } else { /* one frame, its taps inside [0, t_in) */
+                int32_t k_lo, k_hi;
+                const rill_x_t *xk; /* the first tap inside */
+                rill_tap_range(t0, t_in, dilation, kernel, &k_lo, &k_hi);
+                xk = k_hi > k_lo ? x + (t0 + k_lo * dilation) * c_in : x;
+                for (co = 0; co < full; co += RILL_CONV1D_BLOCK) {
+                    rill_conv1d_dense1x8_VARIANT(xk, tstep,
+                                                 k_hi - k_lo, cg,
+                                                 w + co * wrow + k_lo * cg * RILL_CONV1D_BLOCK,
+                                                 bias + co, shift + co, lo, hi, yt + co);
+                }
+                if (full < c_out) {
+                    rill_conv1d_plain_VARIANT(p, x, w, bias, shift, lo, hi, t, full, c_out, y);
+                }
+                t += 1;
             }
         }
+        return;
+    }
+    if (blocked && cg == 1 && og == 1 && p->wblock == 1) { /* depthwise */
+        if (t_b - t_a >= RILL_CONV1D_DW_FRAMES) { /* each channel along its interior frames */
+            rill_conv1d_depthwise_VARIANT(x + (t_a * stride - p->pad_l) * c_in, fstep, tstep, w,
+                                          kernel, bias, shift, lo, hi, y + t_a * c_out, c_out,
+                                          c_out, t_b - t_a);
+        } else { /* a few frames: each frame across the channels */
+            for (t = t_a; t < t_b; ++t) {
+                rill_conv1d_dwframe_VARIANT(x + (t * stride - p->pad_l) * c_in, tstep, w, kernel,
+                                            bias, shift, lo, hi, y + t * c_out, c_out);
+            }
+        }
+        for (t = 0; t < t_out; ++t) { /* the frames that read padding */
+            if (t == t_a) {
+                t = t_b;
+                if (t >= t_out) {
+                    break;
+                }
+            }
+            rill_conv1d_plain_VARIANT(p, x, w, bias, shift, lo, hi, t, 0, c_out, y);
+        }
+        return;
+    }
+    for (t = 0; t < t_out; ++t) {
+        rill_conv1d_plain_VARIANT(p, x, w, bias, shift, lo, hi, t, 0, c_out, y);
     }
 }

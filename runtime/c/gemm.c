@@ -1,140 +1,150 @@
 #include "rill_kernels.h"
 
-/* rill_gemm_VARIANT: fully connected layer. x rill_x_t [m][k], w rill_w_t [n][k], bias
- * rill_acc_t [n], shift int8 [n], y rill_y_t [m][n]:
+/* rill_gemm_VARIANT: fully connected layer. x rill_x_t [m][k], w rill_w_t [n][k] (logically;
+ * stored as p->wblock says), bias rill_acc_t [n], shift int8 [n], y rill_y_t [m][n]:
  *   y[i][j] = clamp(sat_Y(round_shift(bias[j] + sum_l x[i][l] * w[j][l], shift[j])),
  *                   act_min, act_max)
  * (the sum accumulated in rill_acc_t, the bias type).
  *
- * Speed (exact integer sums: any order gives the same result): register blocks of four rows x
- * two outputs (each weight loaded once for four rows, each input once for two outputs), else one
- * row x four outputs; inner loops walk pointers two inputs per step; the requantization is one
- * int32 rounding and one clamp per output (rill_rq_apply). */
+ * Layout (chosen at compile time, runtime/weight_layout.py): w in blocks of p->wblock outputs,
+ * each [k][width] with the outputs innermost (the last block narrower); wblock 1 is the
+ * logical layout. p->rq_bias: the bias holds the rounding constant (rill_rq_folded).
+ *
+ * Speed (exact integer sums: any order gives the same result): with wblock =
+ * RILL_GEMM_BLOCK, register blocks of two rows x 8 outputs (each weight loaded once for two
+ * rows, each input once for 8 outputs, one weight pointer with immediate offsets), else one
+ * row x 8 outputs; the outputs of a narrower last block take the plain loop. */
 
 #define RILL_GEMM_WIDE_VARIANT (sizeof(rill_acc_t) > 4)
+#define RILL_GEMM_BLOCK 8
 
-/* Rows x0 + r*k (r = 0..3) x outputs j, j + 1 (weights w0, w0 + k): y0 + r*n + {0, 1}. */
-static void rill_gemm_block4x2_VARIANT(const rill_x_t *x0, const rill_w_t *w0, int32_t k,
+/* One output of the blocked paths: clamp(sat_Y(round_shift(acc, s)), lo, hi), the bias
+ * holding the rounding constant (rq_bias) when the accumulator is int32. */
+static inline int32_t rill_gemm_out_VARIANT(rill_acc_t acc, int s, int32_t lo, int32_t hi)
+{
+    if (RILL_GEMM_WIDE_VARIANT) {
+        return rill_requant(rill_rq_init(s), acc, 1, lo, hi);
+    }
+    return rill_rq_folded((int32_t)acc, s, lo, hi);
+}
+
+/* The 8 outputs of one row of a block: y[j] from a_j and shift[j]. */
+static inline void rill_gemm_store8_VARIANT(rill_y_t *y, const int8_t *shift, int32_t lo,
+                                            int32_t hi, rill_acc_t a0,
+                                            rill_acc_t a1, rill_acc_t a2, rill_acc_t a3,
+                                            rill_acc_t a4, rill_acc_t a5, rill_acc_t a6,
+                                            rill_acc_t a7)
+{
+    y[0] = (rill_y_t)rill_gemm_out_VARIANT(a0, shift[0], lo, hi);
+    y[1] = (rill_y_t)rill_gemm_out_VARIANT(a1, shift[1], lo, hi);
+    y[2] = (rill_y_t)rill_gemm_out_VARIANT(a2, shift[2], lo, hi);
+    y[3] = (rill_y_t)rill_gemm_out_VARIANT(a3, shift[3], lo, hi);
+    y[4] = (rill_y_t)rill_gemm_out_VARIANT(a4, shift[4], lo, hi);
+    y[5] = (rill_y_t)rill_gemm_out_VARIANT(a5, shift[5], lo, hi);
+    y[6] = (rill_y_t)rill_gemm_out_VARIANT(a6, shift[6], lo, hi);
+    y[7] = (rill_y_t)rill_gemm_out_VARIANT(a7, shift[7], lo, hi);
+}
+
+/* Rows x0 and x0 + k x the 8 outputs of one weight block (wp, 8 weights per input):
+ * y0[0..7] and y0[n..n + 7]. */
+static void rill_gemm_block2x8_VARIANT(const rill_x_t *x0, const rill_w_t *wp, int32_t k,
                                        int32_t n, const rill_acc_t *bias, const int8_t *shift,
                                        int32_t lo, int32_t hi, rill_y_t *y0)
 {
-    const int wide = RILL_GEMM_WIDE_VARIANT;
-    const rill_x_t *xa = x0, *xb = x0 + k, *xc = xb + k, *xd = xc + k;
-    const rill_w_t *wa = w0, *wb = w0 + k;
-    const rill_w_t *const wa_end = wa + (k & ~(int32_t)1);
-    rill_acc_t a0 = bias[0], a1 = a0, a2 = a0, a3 = a0;
-    rill_acc_t b0 = bias[1], b1 = b0, b2 = b0, b3 = b0;
-    rill_rq_t ra, rb;
-    while (wa != wa_end) { /* two inputs per step: the pointers move once */
-        rill_acc_t va = wa[0], vb = wb[0];
-        a0 += va * xa[0];
-        a1 += va * xb[0];
-        a2 += va * xc[0];
-        a3 += va * xd[0];
-        b0 += vb * xa[0];
-        b1 += vb * xb[0];
-        b2 += vb * xc[0];
-        b3 += vb * xd[0];
-        va = wa[1], vb = wb[1];
-        a0 += va * xa[1];
-        a1 += va * xb[1];
-        a2 += va * xc[1];
-        a3 += va * xd[1];
-        b0 += vb * xa[1];
-        b1 += vb * xb[1];
-        b2 += vb * xc[1];
-        b3 += vb * xd[1];
-        wa += 2, wb += 2, xa += 2, xb += 2, xc += 2, xd += 2;
+    const rill_x_t *xa = x0, *xb = x0 + k;
+    const rill_x_t *const xa_end = xa + k;
+    rill_acc_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    rill_acc_t a4 = bias[4], a5 = bias[5], a6 = bias[6], a7 = bias[7];
+    rill_acc_t b0 = a0, b1 = a1, b2 = a2, b3 = a3, b4 = a4, b5 = a5, b6 = a6, b7 = a7;
+    while (xa != xa_end) {
+        const rill_acc_t u = *xa++, v = *xb++;
+        rill_acc_t c = wp[0];
+        a0 += c * u, b0 += c * v, c = wp[1];
+        a1 += c * u, b1 += c * v, c = wp[2];
+        a2 += c * u, b2 += c * v, c = wp[3];
+        a3 += c * u, b3 += c * v, c = wp[4];
+        a4 += c * u, b4 += c * v, c = wp[5];
+        a5 += c * u, b5 += c * v, c = wp[6];
+        a6 += c * u, b6 += c * v, c = wp[7];
+        a7 += c * u, b7 += c * v;
+        wp += 8;
     }
-    if (k & 1) {
-        const rill_acc_t va = wa[0], vb = wb[0];
-        a0 += va * xa[0];
-        a1 += va * xb[0];
-        a2 += va * xc[0];
-        a3 += va * xd[0];
-        b0 += vb * xa[0];
-        b1 += vb * xb[0];
-        b2 += vb * xc[0];
-        b3 += vb * xd[0];
-    }
-    ra = rill_rq_init(shift[0]);
-    rb = rill_rq_init(shift[1]);
-    y0[0] = (rill_y_t)rill_requant(ra, a0, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b0, wide, lo, hi);
-    y0 += n;
-    y0[0] = (rill_y_t)rill_requant(ra, a1, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b1, wide, lo, hi);
-    y0 += n;
-    y0[0] = (rill_y_t)rill_requant(ra, a2, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b2, wide, lo, hi);
-    y0 += n;
-    y0[0] = (rill_y_t)rill_requant(ra, a3, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rb, b3, wide, lo, hi);
+    rill_gemm_store8_VARIANT(y0, shift, lo, hi, a0, a1, a2, a3, a4, a5, a6, a7);
+    rill_gemm_store8_VARIANT(y0 + n, shift, lo, hi, b0, b1, b2, b3, b4, b5, b6, b7);
 }
 
-/* One row x0 x outputs j..j + 3 (weights w0 + q*k): y0[0..3]. */
-static void rill_gemm_block1x4_VARIANT(const rill_x_t *x0, const rill_w_t *w0, int32_t k,
+/* Row x0 x the 8 outputs of one weight block: y0[0..7]. */
+static void rill_gemm_block1x8_VARIANT(const rill_x_t *x0, const rill_w_t *wp, int32_t k,
                                        const rill_acc_t *bias, const int8_t *shift, int32_t lo,
                                        int32_t hi, rill_y_t *y0)
 {
-    const int wide = RILL_GEMM_WIDE_VARIANT;
-    const rill_x_t *xa = x0;
-    const rill_x_t *const xa_end = xa + (k & ~(int32_t)1);
-    const rill_w_t *wa = w0, *wb = w0 + k, *wc = wb + k, *wd = wc + k;
+    const rill_x_t *const x_end = x0 + k;
     rill_acc_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-    while (xa != xa_end) { /* two inputs per step: the pointers move once */
-        const rill_acc_t u = xa[0], v = xa[1];
-        a0 += u * wa[0] + v * wa[1];
-        a1 += u * wb[0] + v * wb[1];
-        a2 += u * wc[0] + v * wc[1];
-        a3 += u * wd[0] + v * wd[1];
-        xa += 2, wa += 2, wb += 2, wc += 2, wd += 2;
+    rill_acc_t a4 = bias[4], a5 = bias[5], a6 = bias[6], a7 = bias[7];
+    while (x0 != x_end) {
+        const rill_acc_t u = *x0++;
+        a0 += u * wp[0];
+        a1 += u * wp[1];
+        a2 += u * wp[2];
+        a3 += u * wp[3];
+        a4 += u * wp[4];
+        a5 += u * wp[5];
+        a6 += u * wp[6];
+        a7 += u * wp[7];
+        wp += 8;
     }
-    if (k & 1) {
-        const rill_acc_t u = xa[0];
-        a0 += u * wa[0];
-        a1 += u * wb[0];
-        a2 += u * wc[0];
-        a3 += u * wd[0];
+    rill_gemm_store8_VARIANT(y0, shift, lo, hi, a0, a1, a2, a3, a4, a5, a6, a7);
+}
+
+/* The plain loop: row i, outputs [j_a, n), any layout (p->wblock). */
+static RILL_NOINLINE void rill_gemm_plain_VARIANT(const rill_gemm_params_t *p, const rill_x_t *x,
+                                    const rill_w_t *w, const rill_acc_t *bias,
+                                    const int8_t *shift, int32_t lo, int32_t hi, int32_t i,
+                                    int32_t j_a, rill_y_t *y)
+{
+    const int32_t k = p->k, n = p->n, wb = p->wblock;
+    const rill_x_t *xr = x + i * k;
+    int32_t j, l;
+    for (j = j_a; j < n; ++j) {
+        const int32_t first = j - j % wb; /* the output's block */
+        const int32_t width = n - first < wb ? n - first : wb;
+        const rill_w_t *wr = w + first * k + (j - first);
+        rill_acc_t acc = bias[j];
+        for (l = 0; l < k; ++l) {
+            acc += (rill_acc_t)xr[l] * (rill_acc_t)wr[l * width];
+        }
+        y[i * n + j] = (rill_y_t)(p->rq_bias && !RILL_GEMM_WIDE_VARIANT
+                                  ? rill_rq_folded((int32_t)acc, shift[j], lo, hi)
+                                  : rill_requant(rill_rq_init(shift[j]), acc,
+                                                 RILL_GEMM_WIDE_VARIANT, lo, hi));
     }
-    y0[0] = (rill_y_t)rill_requant(rill_rq_init(shift[0]), a0, wide, lo, hi);
-    y0[1] = (rill_y_t)rill_requant(rill_rq_init(shift[1]), a1, wide, lo, hi);
-    y0[2] = (rill_y_t)rill_requant(rill_rq_init(shift[2]), a2, wide, lo, hi);
-    y0[3] = (rill_y_t)rill_requant(rill_rq_init(shift[3]), a3, wide, lo, hi);
 }
 
 void rill_gemm_VARIANT(const rill_gemm_params_t *p, const rill_x_t *x, const rill_w_t *w,
                        const rill_acc_t *bias, const int8_t *shift, rill_y_t *y)
 {
-    const int wide = RILL_GEMM_WIDE_VARIANT;
-    const int32_t m = p->m;
-    const int32_t k = p->k;
-    const int32_t n = p->n;
-    int32_t lo, hi, i = 0, j, l;
+    const int32_t m = p->m, k = p->k, n = p->n;
+    /* the outputs in full blocks when the bias holds the rounding constant (or int64) */
+    const int blocked = (RILL_GEMM_WIDE_VARIANT || p->rq_bias) && p->wblock == RILL_GEMM_BLOCK;
+    const int32_t full = blocked ? n - n % RILL_GEMM_BLOCK : 0;
+    int32_t lo, hi, i = 0, j;
 
     rill_out_bounds(RILL_Y_MIN, RILL_Y_MAX, p->act_min, p->act_max, &lo, &hi);
-    for (; i + 4 <= m && n >= 2; i += 4) { /* four rows at a time */
-        for (j = 0; j + 2 <= n; j += 2) {
-            rill_gemm_block4x2_VARIANT(x + i * k, w + j * k, k, n, bias + j, shift + j, lo, hi,
+    for (; i + 2 <= m && full > 0 && !RILL_GEMM_WIDE_VARIANT; i += 2) { /* two rows at a time */
+        for (j = 0; j < full; j += RILL_GEMM_BLOCK) {
+            rill_gemm_block2x8_VARIANT(x + i * k, w + j * k, k, n, bias + j, shift + j, lo, hi,
                                        y + i * n + j);
         }
-        if (j < n) { /* an odd last output: row by row below */
-            break;
+        if (full < n) {
+            rill_gemm_plain_VARIANT(p, x, w, bias, shift, lo, hi, i, full, y);
+            rill_gemm_plain_VARIANT(p, x, w, bias, shift, lo, hi, i + 1, full, y);
         }
     }
     for (; i < m; ++i) {
-        const rill_x_t *xr = x + i * k;
-        rill_y_t *yr = y + i * n;
-        for (j = 0; j + 4 <= n; j += 4) {
-            rill_gemm_block1x4_VARIANT(xr, w + j * k, k, bias + j, shift + j, lo, hi, yr + j);
+        for (j = 0; j < full; j += RILL_GEMM_BLOCK) {
+            rill_gemm_block1x8_VARIANT(x + i * k, w + j * k, k, bias + j, shift + j, lo, hi,
+                                       y + i * n + j);
         }
-        for (; j < n; ++j) {
-            const rill_w_t *wr = w + j * k;
-            rill_acc_t acc = bias[j];
-            for (l = 0; l < k; ++l) {
-                acc += (rill_acc_t)xr[l] * (rill_acc_t)wr[l];
-            }
-            yr[j] = (rill_y_t)rill_requant(rill_rq_init(shift[j]), acc, wide, lo, hi);
-        }
+        rill_gemm_plain_VARIANT(p, x, w, bias, shift, lo, hi, i, full, y);
     }
 }

@@ -19,6 +19,15 @@
 #error "RILL_ROUNDING must be 0 (half even) or 1 (half up)"
 #endif
 
+/* Marks a kernel's register-block functions: compiled on their own, each gets the whole
+ * register file for its accumulators (inlined into a large kernel, GCC spills them). Only an
+ * optimization hint: empty for compilers without the attribute. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RILL_NOINLINE __attribute__((noinline))
+#else
+#define RILL_NOINLINE
+#endif
+
 /* floor(x / 2^s) for 0 <= s <= 63, without right-shifting a negative value. */
 static inline int64_t rill_floor_shift(int64_t x, int s)
 {
@@ -124,6 +133,28 @@ static inline int32_t rill_rq_apply(rill_rq_t r, int32_t x, int32_t lo, int32_t 
     q += (int32_t)((((uint32_t)x & r.mask) + r.bias + ((uint32_t)q & 1u)) >> r.s);
 #endif
     return q < lo ? lo : (q > hi ? hi : q);
+}
+
+/* The requantization of an int32 accumulator `t` whose bias already holds the rounding
+ * constant of the mode (folded at compile time, runtime/weight_layout.py): 2^(s-1) for half up,
+ * 2^(s-1) - 1 for half even, 0 < s < 32, and t + 1 cannot overflow. Half up is then the floor
+ * of t / 2^s; half even rounds down except at a tie, where t's low s bits are all ones and
+ * adding q's parity carries an odd q up to the even neighbour (away from a tie the carry never
+ * crosses a multiple of 2^s). Then clamp(., lo, hi). */
+static inline int32_t rill_rq_folded(int32_t t, int s, int32_t lo, int32_t hi)
+{
+    int32_t q = t >= 0 ? t >> s : ~(~t >> s);
+#if RILL_ROUNDING == 0
+    t += q & 1;
+    q = t >= 0 ? t >> s : ~(~t >> s);
+#endif
+    if (q < lo) { /* two untaken branches for an output in range */
+        q = lo;
+    }
+    if (q > hi) {
+        q = hi;
+    }
+    return q;
 }
 
 /* The requantization of an accumulator of either width (`wide`, a compile-time constant in the

@@ -25,6 +25,8 @@ typedef struct {
     int32_t pad_r;
     int32_t act_min;
     int32_t act_max;
+    int32_t wblock;  /* layout of w and bias: runtime/weight_layout.py */
+    int32_t rq_bias;
 } rill_conv1d_params_t;
 
 typedef struct {
@@ -33,6 +35,8 @@ typedef struct {
     int32_t n;
     int32_t act_min;
     int32_t act_max;
+    int32_t wblock;  /* layout of w and bias: runtime/weight_layout.py */
+    int32_t rq_bias;
 } rill_gemm_params_t;
 
 typedef struct {

@@ -9,7 +9,8 @@ C params struct (`LAYOUT_FIELDS`, after the spec's fields):
 - `wblock` (>= 1): the weights in blocks of `wblock` output channels, each block
   `[kernel][cg][width]` (channels innermost; the last block `width = c_out mod wblock` channels
   wide when that is not 0). A register block of the kernel then walks one pointer with
-  immediate offsets. `wblock = 1` is the logical layout. Dense convs and Gemm get `DENSE_BLOCK`;
+  immediate offsets. `wblock = 1` is the logical layout. Dense convs and Gemm get `DENSE_BLOCK`
+  (16: the kernels' widest register block; their 8-channel blocks read half a block);
   grouped and depthwise convs keep 1 (a depthwise kernel reads each channel's taps together).
 - `rq_bias` (0/1): 1 when every bias already holds the rounding constant of its channel's
   requantization, `2^(s-1)` (half up) or `2^(s-1) - 1` (half even): the kernel's output stage is
@@ -26,7 +27,7 @@ import numpy as np
 
 LAYOUT_FIELDS = ("wblock", "rq_bias")
 LAYOUT_FAMILIES = ("conv1d", "gemm")
-DENSE_BLOCK = 8  # the register block of runtime/c/conv1d.c and gemm.c: 8 output channels
+DENSE_BLOCK = 16  # the weight blocks of runtime/c/conv1d.c and gemm.c: 16 output channels
 INT32_MAX = 2**31 - 1
 
 

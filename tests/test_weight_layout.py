@@ -36,11 +36,12 @@ def test_dense_layers_get_blocks_grouped_ones_keep_the_logical_layout():
                   shift=np.full(4, 5, np.int8))
     dense = dict(t_in=5, c_in=2, c_out=4, kernel=3, groups=1)
     grouped = dict(dense, c_in=4, groups=2)
-    assert wl.choose("conv1d", dense, arrays, 8, "half_even") == {"wblock": 8, "rq_bias": 1}
+    assert wl.choose("conv1d", dense, arrays, 8, "half_even") == {"wblock": wl.DENSE_BLOCK,
+                                                                  "rq_bias": 1}
     assert wl.choose("conv1d", grouped, arrays, 8, "half_even")["wblock"] == 1
     gemm = dict(m=2, k=6, n=4)
     assert wl.choose("gemm", gemm, dict(arrays, w=np.ones((4, 6), np.int8)), 8,
-                     "half_up")["wblock"] == 8
+                     "half_up")["wblock"] == wl.DENSE_BLOCK
 
 
 @pytest.mark.parametrize("mode", ["half_even", "half_up"])
@@ -81,8 +82,8 @@ def test_c_arrays_fold_and_block(mode):
                   bias=rng.integers(-500, 500, 11).astype(np.int32),
                   shift=rng.integers(1, 12, 11).astype(np.int8))
     c_params, c_arr = wl.c_step("gemm", params, arrays, 8, mode)
-    assert c_params == {**params, "wblock": 8, "rq_bias": 1}
-    assert np.array_equal(c_arr["w"], wl.block_weights(arrays["w"], 11, 8))
+    assert c_params == {**params, "wblock": wl.DENSE_BLOCK, "rq_bias": 1}
+    assert np.array_equal(c_arr["w"], wl.block_weights(arrays["w"], 11, wl.DENSE_BLOCK))
     assert c_arr["bias"].dtype == np.int32
     assert np.array_equal(c_arr["bias"] - arrays["bias"],
                           wl.rounding_constant(arrays["shift"], mode))

@@ -6,7 +6,8 @@
  *   y[i] = clamp(sat_Y(round_shift(a[i]*2^shift_a + b[i]*2^shift_b, shift_out)),
  *                act_min, act_max).
  * Speed: when both aligned inputs stay within 2^29 (the usual case: a few bits of alignment),
- * the sum and its rounding are int32 (rill_rq_apply); else int64. */
+ * the sum and its rounding are int32 (the rounding constant added to the sum, rill_rq_folded,
+ * when 0 < shift_out < 32; else rill_rq_apply); otherwise int64. */
 void rill_add_VARIANT(const rill_add_params_t *p, const rill_x_t *a, const rill_x2_t *b,
                       rill_y_t *y)
 {
@@ -20,6 +21,15 @@ void rill_add_VARIANT(const rill_add_params_t *p, const rill_x_t *a, const rill_
         const int32_t mul_a = (int32_t)1 << p->shift_a;
         const int32_t mul_b = (int32_t)1 << p->shift_b;
         const rill_rq_t r = rill_rq_init(shift_out);
+        if (r.fast) { /* |sum| < 2^30: room for the rounding constant of rill_rq_folded */
+            const int32_t c = (int32_t)r.bias + RILL_ROUNDING;
+            const rill_x_t *const a_end = a + n;
+            while (a != a_end) {
+                *y++ = (rill_y_t)rill_rq_folded((int32_t)*a++ * mul_a + (int32_t)*b++ * mul_b + c,
+                                                shift_out, lo, hi);
+            }
+            return;
+        }
         for (i = 0; i < n; ++i) {
             y[i] = (rill_y_t)rill_rq_apply(r, (int32_t)a[i] * mul_a + (int32_t)b[i] * mul_b, lo,
                                            hi);

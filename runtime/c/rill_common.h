@@ -28,6 +28,16 @@
 #define RILL_NOINLINE
 #endif
 
+/* Marks the inner loops of the widest register blocks (16 accumulators): GCC's instruction
+ * scheduling before register allocation hoists every load of the loop body and runs out of
+ * registers (spilling accumulators on a 32-register core); without it the loop is the
+ * ideal loads + multiply-adds. Only an optimization hint: empty for other compilers. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RILL_WIDE_BLOCK __attribute__((noinline, optimize("no-schedule-insns")))
+#else
+#define RILL_WIDE_BLOCK RILL_NOINLINE
+#endif
+
 /* floor(x / 2^s) for 0 <= s <= 63, without right-shifting a negative value. */
 static inline int64_t rill_floor_shift(int64_t x, int s)
 {
@@ -66,6 +76,23 @@ static inline int64_t rill_round_div(int64_t n, int64_t d)
         r += d;
     }
     /* compare 2r with d as r against d - r (no overflow) */
+#if RILL_ROUNDING == 1
+    return q + (r >= d - r);
+#else
+    return q + (r > d - r || (r == d - r && (q & 1) != 0));
+#endif
+}
+
+/* rill_round_div in int32 arithmetic (n, d > 0 int32: the same result; a hardware division
+ * on a 32-bit core instead of a library call). */
+static inline int32_t rill_round_div32(int32_t n, int32_t d)
+{
+    int32_t q = n / d;
+    int32_t r = n % d;
+    if (r < 0) {
+        q -= 1;
+        r += d;
+    }
 #if RILL_ROUNDING == 1
     return q + (r >= d - r);
 #else

@@ -53,7 +53,7 @@ def conv_transpose1d_geometry(node: gs.Node, w_shape: tuple[int, ...]) -> dict[s
     """conv_transpose1d params without the activation bounds; w_shape is the kernels'
     [c_out, k, c_in/groups] (passes/quant_rules.out_channel_weights)."""
     if len(static_shape(node.inputs[0])) != 3:
-        raise RillError(f"{node_label(node)}: only 1-D ConvTranspose has a kernel")
+        raise RillError(f"{node_label(node)}: only 1-D and 2-D ConvTranspose are supported")
     if node.attrs.get("output_shape") is not None:
         raise RillError(f"{node_label(node)}: ConvTranspose with output_shape is not supported; "
                         "give pads and output_padding")
@@ -69,7 +69,7 @@ def conv_transpose1d_geometry(node: gs.Node, w_shape: tuple[int, ...]) -> dict[s
 def avgpool1d_geometry(node: gs.Node) -> dict[str, int]:
     """avgpool1d params without the shift."""
     if len(static_shape(node.inputs[0])) != 3:
-        raise RillError(f"{node_label(node)}: only 1-D AveragePool has a kernel yet")
+        raise RillError(f"{node_label(node)}: only 1-D and 2-D AveragePool are supported")
     a = window_attrs(node)
     if a["dilations"] != [1]:
         raise RillError(f"{node_label(node)}: dilated AveragePool is not supported")
@@ -83,7 +83,8 @@ def avgpool1d_geometry(node: gs.Node) -> dict[str, int]:
 def maxpool1d_geometry(node: gs.Node) -> dict[str, int]:
     """maxpool1d params without the pad value and the shift."""
     if len(static_shape(node.inputs[0])) != 3 or len(node.outputs) > 1 and node.outputs[1].name:
-        raise RillError(f"{node_label(node)}: only 1-D MaxPool without indices has a kernel")
+        raise RillError(f"{node_label(node)}: only 1-D and 2-D MaxPool without indices "
+                        "are supported")
     a = window_attrs(node)
     _, c, t_in = static_shape(node.inputs[0])
     k, s, d, (pl, pr) = a["kernel"][0], a["strides"][0], a["dilations"][0], a["pads"]

@@ -8,9 +8,12 @@ version in the PNG metadata, so compiling twice gives byte-identical files.
 """
 from __future__ import annotations
 
+import math
+
 import warnings
 from pathlib import Path
 
+LOG_FLOOR = 1e-12  # the float32 error axis starts here
 DPI = 100
 MAX_LABEL = 28  # characters of a buffer or layer name drawn in a picture
 INSTALL_HINT = "matplotlib is not installed (pip install 'rill[plots]')"
@@ -94,6 +97,12 @@ def _rect(x: float, y: float, w: float, h: float, color: str):
     return Rectangle((x, y), w, h, facecolor=color, edgecolor="black", linewidth=0.5, alpha=0.6)
 
 
+def _log_safe(error: float) -> float:
+    """An error on the log axis: exact (0) and undefined (NaN where the model itself gives NaN,
+    e.g. Sqrt of a negative input) errors drawn at the axis floor."""
+    return error if math.isfinite(error) and error > LOG_FLOOR else LOG_FLOOR
+
+
 def layer_figure(mpl, rows: list[tuple[str, float]], output: float | None, float32: bool,
                  name: str):
     """One horizontal bar per layer, in schedule order (top first), with the output's value."""
@@ -102,7 +111,7 @@ def layer_figure(mpl, rows: list[tuple[str, float]], output: float | None, float
     canvas = Canvas(fig)
     ax = fig.add_subplot()
     ys = list(range(len(rows)))
-    values = [max(v, 1e-12) if float32 else v for _, v in rows]
+    values = [_log_safe(v) if float32 else v for _, v in rows]
     ax.barh(ys, values, color="C0" if not float32 else "C3")
     ax.set_yticks(ys, [_short(n) for n, _ in rows], fontsize=7, parse_math=False)
     ax.invert_yaxis()
@@ -113,7 +122,7 @@ def layer_figure(mpl, rows: list[tuple[str, float]], output: float | None, float
         ax.set_xlabel("SNR vs float (dB, calibration data)")
     title = f"{name}: per-layer {'max abs error' if float32 else 'SNR'}"
     if output is not None:
-        ax.axvline(max(output, 1e-12) if float32 else output, color="black", linestyle="--",
+        ax.axvline(_log_safe(output) if float32 else output, color="black", linestyle="--",
                    linewidth=1)
         title += f" (dashed: the model output, {output:.3g})" if float32 else \
             f" (dashed: the model output, {output:.2f} dB)"

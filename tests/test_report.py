@@ -259,3 +259,16 @@ def test_pictures_draw_hostile_names(tmp_path):
                                                    "layer_snr": "layer_snr.png"}
     for png in ("memory_plan.png", "layer_snr.png"):
         assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_float32_error_picture_takes_exact_and_undefined_errors(tmp_path):
+    """A float32 model can be exact everywhere (error 0) or NaN where the model is (Sqrt of a
+    negative input): the log axis draws those at its floor instead of failing the compile."""
+    mpl = plots._matplotlib()
+    if mpl is None:
+        pytest.skip("matplotlib is not installed")
+    nan = float("nan")
+    for rows, output in (([("sqrt", nan)], nan), ([("relu", 0.0)], 0.0)):
+        fig = plots.layer_figure(mpl, rows, output, True, "m")
+        assert plots._save(fig, tmp_path, "layer_error.png") == "layer_error.png"
+        assert (tmp_path / "layer_error.png").read_bytes().startswith(PNG_MAGIC)

@@ -60,6 +60,7 @@ def measure_footprint(component: Path, name: str, target: Target) -> dict:
     tc = toolchain_for(target)
     if tc is None:
         return {"measured": False, "reason": "no gcc or cross compiler found"}
+    component = component.resolve()  # the compiler runs in its own work folder
     sources = sorted((component / "src").glob("*.c"))
     with tempfile.TemporaryDirectory(prefix="rill-footprint-") as work:
         cmd = [tc.cc, "-std=c99", *tc.flags, *STACK_FLAGS, f"-I{component / 'include'}",
@@ -128,6 +129,13 @@ _EDGE = re.compile(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"')
 _FRAME = re.compile(r"\\n(\d+) bytes \(([a-z,]+)\)")
 
 
+def _function(title: str) -> str:
+    """A call-graph node's name: gcc titles a static function `<source path>:<name>`; keep the
+    file name only, so the report does not carry the build's temporary folder."""
+    path, sep, fn = title.rpartition(":")
+    return f"{Path(path).name}:{fn}" if sep and "/" in path else title
+
+
 class CallGraph:
     """Frames and calls from gcc's -fcallgraph-info=su files (VCG text)."""
 
@@ -143,10 +151,11 @@ class CallGraph:
                 node, edge = _NODE.search(line), _EDGE.search(line)
                 if node and (frame := _FRAME.search(node.group(2))):
                     qualifier = frame.group(2)
-                    g.frames[node.group(1)] = (int(frame.group(1)),
-                                               qualifier == "static" or "bounded" in qualifier)
+                    g.frames[_function(node.group(1))] = (
+                        int(frame.group(1)), qualifier == "static" or "bounded" in qualifier)
                 elif edge:
-                    g.calls.setdefault(edge.group(1), set()).add(edge.group(2))
+                    g.calls.setdefault(_function(edge.group(1)), set()).add(
+                        _function(edge.group(2)))
         return g
 
     def worst(self, fn: str, seen: frozenset[str] = frozenset()) -> Stack:

@@ -272,3 +272,16 @@ def test_float32_error_picture_takes_exact_and_undefined_errors(tmp_path):
         fig = plots.layer_figure(mpl, rows, output, True, "m")
         assert plots._save(fig, tmp_path, "layer_error.png") == "layer_error.png"
         assert (tmp_path / "layer_error.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_footprint_of_a_relative_output_folder(p4_int8, monkeypatch):
+    """`make compile` writes to OUT=build, a relative path: the measuring compiler runs in its
+    own work folder and must still find the sources."""
+    from codegen.footprint import measure_footprint
+    from compiler.targets import get_target
+    component, r = p4_int8
+    monkeypatch.chdir(component.parent)
+    fp = measure_footprint(Path(component.name), r["name"], get_target("esp32p4"))
+    assert fp["measured"], fp
+    assert fp == r["footprint"]
+    assert not any("/" in f for f in fp["stack_path"])  # no temporary folders: deterministic

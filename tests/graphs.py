@@ -299,3 +299,18 @@ def const_of(t) -> np.ndarray:
 
 def attr_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def integer_snr(m: onnx.ModelProto, ctx: CompileContext, xs: Iterable[np.ndarray]) -> float:
+    """Output SNR (dB) of the integer program lowered in `ctx` against the float model `m`
+    (one input, one output), pooled over the offline inputs `xs`."""
+    from compiler.pipeline import Compilation
+    from compiler.simulate import run_integer
+    from compiler.streams import snr_db
+    layout = Compilation(ctx).layout()
+    x_name, y_name = m.graph.input[0].name, m.graph.output[0].name
+    ref, got = [], []
+    for x in xs:
+        ref.append(run_model(m, {x_name: x})[y_name].ravel())
+        got.append(run_integer(ctx.facts["program"], layout, x).result.ravel())
+    return snr_db(np.concatenate(ref), np.concatenate(got))

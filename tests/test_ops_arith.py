@@ -18,7 +18,8 @@ from compiler.pipeline import Compilation, float_passes, quantization_passes
 from compiler.simulate import run_integer
 from compiler.streams import snr_db
 from conftest import run_cli
-from graphs import assert_ort_equal, ctx_for, init, ints, model, node, nodes_of, run_pass, weights
+from graphs import (assert_ort_equal, ctx_for, init, integer_snr, ints, model, node, nodes_of,
+                    run_pass, weights)
 from passes.div_by_constant import DivByConstant
 from passes.lowering.strides import broadcast_strides, collapse, onnx_strides, stored_order
 from runtime.reference.binary import BINARY_OPS
@@ -143,12 +144,7 @@ def test_lowering_emits_one_binary_step_per_op_with_quantized_constants():
 def test_integer_program_tracks_the_float_model(bits, floor_db):
     m = arith_model()
     ctx = offline_ctx(m, bits)
-    layout = Compilation(ctx).layout()
-    xs = calib(8, seed=5)
-    ref = np.concatenate([run_model(m, {"x": x})["y"].ravel() for x in xs])
-    got = np.concatenate([run_integer(ctx.facts["program"], layout, x).result.ravel()
-                          for x in xs])
-    assert snr_db(ref, got) > floor_db
+    assert integer_snr(m, ctx, calib(8, seed=5)) > floor_db
 
 
 def test_division_by_zero_saturates_like_the_float_model():

@@ -14,13 +14,11 @@ import pytest
 from compiler.errors import RillError
 from compiler.ort import run_model
 from compiler.pass_manager import PassManager
-from compiler.pipeline import Compilation, float_passes, quantization_passes
-from compiler.simulate import run_integer
-from compiler.streams import snr_db
+from compiler.pipeline import float_passes, quantization_passes
 from conftest import run_cli
 from compiler.graph import to_runnable
 from compiler.streams import run_float_stream
-from graphs import ctx_for, init, ints, model, node, run_pass, weights
+from graphs import ctx_for, init, integer_snr, ints, model, node, run_pass, weights
 from passes.lowering.padding import collapse_pads
 from passes.streaming_cut import StreamingCut, streaming_metadata
 
@@ -168,12 +166,7 @@ def test_pads_and_inner_slices_are_pad_steps():
 def test_integer_program_tracks_the_float_model(bits, floor_db):
     m = layout_model()
     ctx = offline_ctx(m, bits)
-    layout = Compilation(ctx).layout()
-    xs = calib(6, seed=4)
-    ref = np.concatenate([run_model(m, {"x": x})["y"].ravel() for x in xs])
-    got = np.concatenate([run_integer(ctx.facts["program"], layout, x).result.ravel()
-                          for x in xs])
-    assert snr_db(ref, got) > floor_db
+    assert integer_snr(m, ctx, calib(6, seed=4)) > floor_db
 
 
 @pytest.mark.parametrize("mode", ["reflect", "edge", "wrap"])

@@ -11,14 +11,11 @@ import onnx
 import pytest
 
 from compiler.errors import RillError
-from compiler.ort import run_model
 from compiler.pass_manager import PassManager
-from compiler.pipeline import Compilation, float_passes, quantization_passes
-from compiler.simulate import run_integer
-from compiler.streams import snr_db
+from compiler.pipeline import float_passes, quantization_passes
 from conftest import run_cli
-from graphs import (assert_ort_equal, ctx_for, init, ints, model, node, nodes_of, run_pass,
-                    weights)
+from graphs import (assert_ort_equal, ctx_for, init, integer_snr, ints, model, node, nodes_of,
+                    run_pass, weights)
 from passes.fuse_gemm import FuseGemm
 from passes.streaming_cut import StreamingCut
 
@@ -125,12 +122,7 @@ def test_lowering_reads_operands_through_their_strides():
 def test_integer_program_tracks_the_float_model(make, bits, floor_db):
     m = make()
     ctx = compiled_ctx(m, bits)
-    layout = Compilation(ctx).layout()
-    xs = calib(6, seed=3)
-    ref = np.concatenate([run_model(m, {"x": x})["y"].ravel() for x in xs])
-    got = np.concatenate([run_integer(ctx.facts["program"], layout, x).result.ravel()
-                          for x in xs])
-    assert snr_db(ref, got) > floor_db
+    assert integer_snr(m, ctx, calib(6, seed=3)) > floor_db
 
 
 @pytest.mark.parametrize("make,args", [

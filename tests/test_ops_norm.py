@@ -20,7 +20,7 @@ from compiler.pipeline import Compilation, float_passes, quantization_passes
 from compiler.simulate import run_integer
 from compiler.streams import snr_db
 from conftest import run_cli
-from graphs import ctx_for, init, model, node, run_pass, weights
+from graphs import ctx_for, init, integer_snr, model, node, run_pass, weights
 from passes.lowering.normalization import axis_blocks, eps_params, z_frac_limit
 from passes.streaming_cut import StreamingCut
 from passes.tables import lut_plan
@@ -114,12 +114,7 @@ def test_layernorm_over_two_axes_reads_the_scale_in_storage_order():
 def test_integer_program_tracks_the_float_model(bits, floor_db):
     m = norm_model()
     ctx = offline_ctx(m, bits)
-    layout = Compilation(ctx).layout()
-    xs = calib(8, seed=5)
-    ref = np.concatenate([run_model(m, {"x": x})["y"].ravel() for x in xs])
-    got = np.concatenate([run_integer(ctx.facts["program"], layout, x).result.ravel()
-                          for x in xs])
-    assert snr_db(ref, got) > floor_db
+    assert integer_snr(m, ctx, calib(8, seed=5)) > floor_db
 
 
 def test_layernorm_along_time_cannot_stream():

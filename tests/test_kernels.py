@@ -779,6 +779,57 @@ def test_avgpool1d(drivers, types, mode):
     check_batch(drivers[mode], cases)
 
 
+#: shifts that reach each avgpool path for int8 and int16 inputs: the reciprocal (small |shift|),
+#: the int32 division (sums * 2^-shift or divisors too large for an exact reciprocal) and int64
+AVGPOOL_PATH_SHIFTS = [-24, -22, -21, -19, -17, -15, -14, -13, -11, -10, -9, -8, -4, -1, 0, 1, 2,
+                       3, 7, 12, 13, 14, 15, 16, 20, 29, 30, 31, 33]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@types_param(XY_TYPES)
+def test_avgpool1d_paths(drivers, types, mode):
+    """Every rounding path and window edge: kernels 3 and 4 (odd and even divisors: ties only
+    with even ones) padded by 2 on both sides (edge windows of 1, 2 and 3 frames, count with and
+    without the padding), 9 channels (two blocks of 4 and a tail), extreme and random rows."""
+    lo, hi = trange(types.x)
+    rng = np.random.default_rng(4400)
+    rows = [np.full(9, lo), np.full(9, hi), np.full(9, -1), np.full(9, 1),
+            rand_int(rng, 9, types.x, True), rand_int(rng, 9, types.x), np.full(9, lo + 1)]
+    cases = []
+    for shift, kernel, cip in itertools.product(AVGPOOL_PATH_SHIFTS, (3, 4), (0, 1)):
+        p = dict(t_in=7, channels=9, kernel=kernel, stride=1, pad_l=2, pad_r=2,
+                 count_include_pad=cip, shift=shift)
+        for order in (rows, rows[::-1]):
+            x = np.stack(order).astype(DTYPE[types.x])
+            want = ref.avgpool1d(x, **p, mode=mode, out_bits=types.y)
+            cases.append(case("avgpool1d", types, p, [x], want, f"paths shift={shift}"))
+    if types.x == 8:  # every int8 window sum (one per channel) at every shift up to int64
+        for shift, kernel in itertools.product(range(-23, 32), (3, 4)):
+            x = every_sum(kernel, lo, hi).astype(np.int8)
+            p = dict(t_in=kernel, channels=x.shape[1], kernel=kernel, stride=1, pad_l=0,
+                     pad_r=0, count_include_pad=1, shift=shift)
+            want = ref.avgpool1d(x, **p, mode=mode, out_bits=types.y)
+            cases.append(case("avgpool1d", types, p, [x], want, f"every sum shift={shift}"))
+    check_batch(drivers[mode], cases)
+
+
+def every_sum(frames: int, lo: int, hi: int) -> np.ndarray:
+    """[frames][channels] values in [lo, hi] whose column sums are every value of
+    [frames * lo, frames * hi], one per channel."""
+    rest = np.arange(frames * lo, frames * hi + 1)
+    rows = []
+    for f in range(frames):
+        left = frames - f - 1  # the other rows can still add [left * lo, left * hi]
+        v = np.clip(rest - left * lo, lo, hi) if left else rest
+        v = np.maximum(v, rest - left * hi)
+        rows.append(v)
+        rest = rest - v
+    x = np.stack(rows)
+    assert x.min() >= lo and x.max() <= hi
+    assert np.array_equal(x.sum(axis=0), np.arange(frames * lo, frames * hi + 1))
+    return x
+
+
 @pytest.mark.parametrize("mode", MODES)
 @types_param(XY_TYPES)
 def test_avgpool1d_reference_matches_spec_literally(types, mode):

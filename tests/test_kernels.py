@@ -658,6 +658,13 @@ def add_case(t: KernelTypes, a, b, p: dict, mode: str, desc: str = "") -> tuple:
 
 ADD_SHIFTS = [(0, 0, 1), (0, 0, 0), (0, 3, 2), (2, 0, 3), (0, 5, 6), (1, 0, -1), (0, 0, -2),
               (0, 7, 9), (4, 0, 1), (8, 0, 0), (0, 8, 16)]
+#: the int32 paths' limits for int8 and int16 inputs (exact sums: scale 2^(shift - shift_out)
+#: up to 2^22 / 2^14; rounded: shift_out up to 31, an alignment up to 2^22 / 2^14) and the
+#: power of two both alignments share, which cancels against shift_out
+ADD_PATH_SHIFTS = [(0, 0, -14), (0, 0, -15), (0, 0, -22), (0, 0, -23), (14, 0, 0), (0, 15, 0),
+                   (0, 0, 31), (0, 0, 32), (0, 14, 31), (15, 0, 31), (0, 22, 31), (23, 0, 31),
+                   (3, 5, 4), (2, 2, 1), (5, 3, 2), (1, 1, 1), (6, 6, 9), (40, 41, 45),
+                   (20, 20, 60), (7, 9, 3)]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -678,8 +685,8 @@ def test_add(drivers, types, mode):
     a_all, b_all = a_all.astype(DTYPE[types.x]), b_all.astype(DTYPE[types.x2])
     lo, hi = trange(types.y)
     extra = max(0, max(types.x, types.x2) - types.y)  # shifts that land int16 sums on int8
-    for shift_a, shift_b, shift_out in ADD_SHIFTS + [(0, 0, extra), (0, 0, extra + 1),
-                                                     (47, 0, 47), (0, 47, 50), (47, 47, 62)]:
+    limits = [(0, 0, extra), (0, 0, extra + 1), (47, 0, 47), (0, 47, 50), (47, 47, 62)]
+    for shift_a, shift_b, shift_out in ADD_SHIFTS + ADD_PATH_SHIFTS + limits:
         act = (0, hi) if shift_out == 2 else (lo, hi)
         p = dict(n=a_all.size, shift_a=shift_a, shift_b=shift_b, shift_out=shift_out,
                  act_min=act[0], act_max=act[1])

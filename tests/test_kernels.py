@@ -1206,6 +1206,7 @@ def test_lut(drivers, types, mode):
             assert_same(want, table[x.astype(np.int64) + 128], "lut reference")
             cases.append(lut_case(types, x, table, 0, mode))
             cases.append(lut_case(types, x[: 3 + 2 * i], table, 0, mode, "tail"))
+            cases.append(lut_case(types, x[: 8 + 3 * i], table, 0, mode, "steps and tail"))
     else:
         for frac_bits in (16, 15, 12, 8, 5, 4, 1, 0):
             for kind in range(3):
@@ -1375,6 +1376,14 @@ def test_transpose(drivers, types):
                                perm=perm + [3] * (4 - rank))
         assert_same(padded, want, "transpose reference (padded params)")
         cases.append(case("transpose", types, p, [x], want, f"seed={seed}"))
+    rng = np.random.default_rng(6200)  # the row paths: copies, four rows at a time and a tail
+    for shape, perm in [*[((r, c), (1, 0)) for r in (1, 3, 4, 5, 8, 9, 16) for c in (1, 3, 4, 7)],
+                        ((2, 9, 3), (0, 2, 1)), ((3, 2, 8), (1, 2, 0)), ((5, 4, 3), (2, 0, 1)),
+                        ((2, 3, 4, 5), (0, 1, 3, 2)), ((2, 3, 9, 2), (3, 1, 2, 0)),
+                        ((4, 2, 3), (0, 1, 2)), ((6, 5), (0, 1))]:
+        x = rand_int(rng, int(np.prod(shape)), types.x)
+        p = dict(rank=len(shape), in_shape=list(shape), perm=list(perm))
+        cases.append(case("transpose", types, p, [x], x.reshape(shape).transpose(perm), "rows"))
     for mode in MODES:
         check_batch(drivers[mode], cases)
 

@@ -13,12 +13,17 @@ void rill_lut_VARIANT(int32_t n, int32_t frac_bits, const rill_table_t *table,
     int32_t i;
     if (RILL_X_BITS == 8) {
         const rill_table_t *const mid = table + 128; /* the entry of x = 0 */
-        for (i = 0; i + 4 <= n; i += 4) { /* four lookups per step: the pointers move once */
+        for (i = 0; i + 8 <= n; i += 8) { /* eight lookups per step: the pointers move once */
             const int32_t a = x[i], b = x[i + 1], c = x[i + 2], d = x[i + 3];
+            const int32_t e = x[i + 4], f = x[i + 5], g = x[i + 6], h = x[i + 7];
             y[i] = (rill_y_t)mid[a];
             y[i + 1] = (rill_y_t)mid[b];
             y[i + 2] = (rill_y_t)mid[c];
             y[i + 3] = (rill_y_t)mid[d];
+            y[i + 4] = (rill_y_t)mid[e];
+            y[i + 5] = (rill_y_t)mid[f];
+            y[i + 6] = (rill_y_t)mid[g];
+            y[i + 7] = (rill_y_t)mid[h];
         }
         for (; i < n; ++i) {
             y[i] = (rill_y_t)mid[x[i]];

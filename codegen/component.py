@@ -18,6 +18,9 @@ if(COMMAND idf_component_register)
     idf_component_register(SRCS @SRCS@
                            INCLUDE_DIRS "include"
                            PRIV_INCLUDE_DIRS "src")
+    # `acc += w * x` of the float-accumulating kernels as one fused multiply-add (ESP-IDF's GNU
+    # C default, stated for projects that pick a strict ISO dialect; exact either way)
+    target_compile_options(${COMPONENT_LIB} PRIVATE -ffp-contract=fast)
 else()
     cmake_minimum_required(VERSION 3.16)
     project(@NAME@ C)

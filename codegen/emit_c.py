@@ -5,14 +5,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codegen.kernel_library import (F32, function_name, kernel_header, kernel_sources,
-                                    kernel_types, params_struct, program_variants,
-                                    quantize_names)
+from codegen.kernel_library import (F32, KernelTypes, function_name, io_types, kernel_header,
+                                    kernel_sources, params_struct, quantize_names)
+from codegen.kernel_select import KernelCall, Selection, select
 from codegen.memory import MemoryPlan
 from codegen.names import c_identifier, comment
-from runtime import weight_layout
 from runtime.ir import Program, Step
-from runtime.weight_layout import LAYOUT_FAMILIES
 from runtime.reference.f32 import FLOAT_FIELDS, TOLERANCE
 
 C_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}
@@ -77,14 +75,23 @@ def _offset(pointer: str, offset: int) -> str:
     return f"{pointer} + {offset}"
 
 
+def _constants_key(step: Step) -> tuple:
+    """What makes two steps share their constants and params struct: one node's kernel called
+    once per sequence of a batch."""
+    return (step.name, step.op, tuple((k, id(a)) for k, a in step.arrays.items()),
+            repr(sorted(step.params.items())))
+
+
 class SourceWriter:
-    """`kernel_layouts`: emit conv1d/gemm constants in the layout their kernel reads fastest
-    (runtime/weight_layout.py); False keeps the logical layout (the bench's reference build)."""
+    """`selection`: how each step's C kernel is chosen (codegen/kernel_select.py: layouts,
+    float accumulation); Selection(layouts=False) keeps the logical layouts and integer kernels
+    (the bench's reference build)."""
 
     def __init__(self, program: Program, plan: MemoryPlan, iface: ModelInterface,
-                 kernel_layouts: bool = True):
+                 selection: Selection = Selection()):
         self.p, self.plan, self.iface = program, plan, iface
-        self.kernel_layouts = kernel_layouts
+        self.selection = selection
+        self._calls: dict[tuple, KernelCall] = {}
         self.prefix = iface.name
         self.used: set[str] = set()
         # the constants of steps that repeat one node's kernel (once per sequence of a batch)
@@ -221,13 +228,35 @@ int {p}_selftest(void);
                 f"#ifndef {P}_KERNELS_PRIVATE_H\n#define {P}_KERNELS_PRIVATE_H\n\n"
                 f"#define RILL_ROUNDING {ROUNDING_MACRO[self.p.rounding]} "
                 f"/* {self.p.rounding.replace('_', ' ')} */\n"
-                + kernel_header(self.prefix, program_variants(self.p))
+                + kernel_header(self.prefix, self.variants())
                 + f"\n#endif /* {P}_KERNELS_PRIVATE_H */\n")
 
     def kernels_source(self) -> str:
         return (f"/* {self.prefix}_kernels.c: from runtime/c; only the kernel "
                 f"variants this model uses. */\n#include \"{self.prefix}_kernels.h\"\n\n"
-                + kernel_sources(program_variants(self.p), self.prefix))
+                + kernel_sources(self.variants(), self.prefix))
+
+    def variants(self) -> set[tuple[str, KernelTypes]]:
+        """Every (family, types) the steps call, plus quantize/dequantize for the float API at
+        integer input and output types."""
+        out = {(c.family, c.types) for c in map(self.kernel_call, self.p.steps)
+               if c.types is not None}
+        for name in self.p.inputs + self.p.outputs:
+            if not self.p.buffers[name].is_float:
+                out.add(("quantize", io_types(self.p.buffers[name].dtype)))
+        return out
+
+    def kernel_call(self, step: Step) -> KernelCall:
+        """The step's C kernel, params and arrays (codegen/kernel_select.py), chosen once for
+        the steps that share one node's constants (a batch's calls: one set of arrays)."""
+        key = _constants_key(step)
+        if key not in self._calls:
+            self._calls[key] = select(step, self.p.buffers, self.p.rounding, self.selection)
+        return self._calls[key]
+
+    def kernel_calls(self) -> list[KernelCall]:
+        """Every step's kernel call, in schedule order."""
+        return [self.kernel_call(step) for step in self.p.steps]
 
     # -- model source ------------------------------------------------------------------------
     def pointer(self, name: str) -> str:
@@ -257,21 +286,10 @@ int {p}_selftest(void);
         return any(a[:2] == b[:2] and a[2] < b[3] and b[2] < a[3]
                    for a in spans[:len(reads)] for b in spans[len(reads):])
 
-    def c_step(self, step: Step) -> tuple[dict, dict]:
-        """(params, arrays) as the step's C kernel takes them: conv1d/gemm with the layout
-        fields, their weights and bias in that layout (runtime/weight_layout.py)."""
-        types = kernel_types(step, self.p.buffers) if step.op in LAYOUT_FAMILIES else None
-        if types is None or types.x == F32:
-            return step.params, step.arrays
-        if not self.kernel_layouts:
-            return {**step.params, "wblock": 1, "rq_bias": 0}, step.arrays
-        return weight_layout.c_step(step.op, step.params, step.arrays, types.x, self.p.rounding)
-
     def step_constants(self, index: int, step: Step) -> tuple[str, dict[str, str]]:
         """The step's static const arrays and params struct: declared once for the steps of one
         node that share them (a kernel called once per sequence of a batch)."""
-        key = (step.name, step.op, tuple((k, id(a)) for k, a in step.arrays.items()),
-               repr(sorted(step.params.items())))
+        key = _constants_key(step)
         if key in self.declared:
             return "", self.declared[key]
         decl, names = self.declare_constants(index, step)
@@ -282,14 +300,14 @@ int {p}_selftest(void);
         base = c_identifier(f"l{index}_{step.name or step.op}", self.used)
         decls, names = [], {}
         c_types = {**C_TYPES, "int64": "int64_t"}  # int64: the bias of a wide accumulator
-        params, arrays = self.c_step(step)
+        kc = self.kernel_call(step)
+        params, arrays = kc.params, kc.arrays
         for key, arr in arrays.items():
             ctype = c_types[str(np.asarray(arr).dtype)]
             names[key] = f"{base}_{key}"
             decls.append(f"static const {ctype} {names[key]}[{np.asarray(arr).size}] "
                          f"{self.prefix.upper()}_ALIGN16 = {_array_literal(arr)};")
-        struct = params_struct(step.op, kernel_types(step, self.p.buffers)) \
-            if step.op not in ("copy", "fill") else None
+        struct = params_struct(kc.family, kc.types) if kc.types is not None else None
         if struct:
             type_name, fields = struct
             names["params"] = f"{base}_params"
@@ -318,11 +336,14 @@ int {p}_selftest(void);
             size = np.dtype(self.p.buffers[step.outputs[0]].dtype).itemsize
             return (f"memcpy({_offset(out, step.params['dst_offset'])}, {names['values']}, "
                     f"{step.params['count'] * size});")
-        types = kernel_types(step, self.p.buffers)
-        fn = function_name(step.op, types, self.prefix)
+        kc = self.kernel_call(step)
+        fn = function_name(kc.family, kc.types, self.prefix)
         q = step.params
-        if types.x == F32:
+        if kc.types.x == F32:
             return self.float_call(step, names, fn)
+        if kc.family == "conv1d_fx":
+            return (f"{fn}(&{names['params']}, {ins[0]}, {names['w']}, {names['bias']}, "
+                    f"{names['scale']}, {out});")
         if step.op in ("gru", "lstm"):
             outs = [self.pointer(n) for n in step.outputs]
             y = outs.pop(0) if q["has_y"] else "0"

@@ -43,6 +43,7 @@ C_DIR = Path(__file__).resolve().parent.parent / "runtime" / "c"
 ACT_BITS = (8, 16)
 ACC_BITS = (32, 64)
 F32 = "f32"  # the float32 type in KernelTypes (integer types are given in bits)
+FLOAT_ACC_FAMILIES = ("conv1d_fx",)  # integer layers accumulated exactly in float32
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ FAMILIES: dict[str, Family] = {
     "conv_transpose1d": Family("conv_transpose1d.c", ("w", "acc"),
                                f32_file="conv_transpose1d_f32.c"),
     "gemm": Family("gemm.c", ("w", "acc"), f32_file="gemm_f32.c"),
+    # conv1d (and gemm) accumulated exactly in float32: int8 x, w int8 or F32 (the same integers)
+    "conv1d_fx": Family("conv1d_fx.c", ("w",)),
     "add": Family("add.c", ("x2",), f32_file="add_f32.c"),
     "binary": Family("binary.c", ("x2",), f32_file="binary_f32.c", loop="binary_loop.c"),
     "pad": Family("pad.c", same_xy=True, f32_file="pad.c"),
@@ -134,6 +137,8 @@ def check_types(family: str, types: KernelTypes) -> None:
         if present != (name in spec.fields):
             raise ValueError(f"{family}: {name} {'not ' if present else ''}expected in {types}")
     allowed = {"x": ACT_BITS, "y": ACT_BITS, "x2": ACT_BITS, "w": ACT_BITS, "acc": ACC_BITS}
+    if family in FLOAT_ACC_FAMILIES:  # exact only for int8 inputs; weights int8 or float32
+        allowed.update(x=(8,), w=(8, F32))
     for name, values in allowed.items():
         v = getattr(types, name)
         if v is not None and v not in values:
@@ -192,6 +197,8 @@ def params_struct(family: str, types: KernelTypes) -> tuple[str, tuple[str, ...]
     from runtime.reference import f32, kernels
     if types.x == F32 and family in f32.PARAMS_FIELDS:
         return f"{family}_f32_params_t", f32.PARAMS_FIELDS[family]
+    if family in FLOAT_ACC_FAMILIES:  # the integer conv1d's struct
+        family = "conv1d"
     if (types.x != F32 or family == "transpose") and family in kernels.PARAMS_FIELDS:
         layout = weight_layout.LAYOUT_FIELDS if family in weight_layout.LAYOUT_FAMILIES else ()
         return f"{family}_params_t", kernels.PARAMS_FIELDS[family] + layout
@@ -267,7 +274,7 @@ def _tokens(family: str, types: KernelTypes) -> dict[str, str]:
     if types.x2 is not None:
         tok["rill_x2_t"] = c_int(types.x2)
     if types.w is not None:
-        tok["rill_w_t"] = c_int(types.w)
+        tok["rill_w_t"] = "float" if types.w == F32 else c_int(types.w)
     if types.acc is not None:
         tok["rill_acc_t"] = c_int(types.acc)
     if family == "lut":

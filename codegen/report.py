@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from codegen.emit_c import ModelInterface
+from codegen.kernel_library import variant_suffix
 from codegen.memory import MemoryPlan, copy_stats
 from compiler.targets import Target
 from runtime.ir import Program
@@ -42,11 +43,19 @@ def _jsonable(v):
     return v
 
 
-def layer_rows(program: Program, per_layer: dict[str, float]) -> list[dict]:
+def layer_rows(program: Program, per_layer: dict[str, float],
+               kernels: list | None = None) -> list[dict]:
     """One row per step; `per_layer` is the SNR in dB of each tensor (a quantized program) or
-    its max abs error against onnxruntime (a float32 program: no exponents, no SNR)."""
-    return [_float_row(program, step, per_layer) if program.is_float
+    its max abs error against onnxruntime (a float32 program: no exponents, no SNR).
+    `kernels`: each step's C kernel (codegen/kernel_select.py KernelCall): the row names it and
+    counts the bytes of the constants it emits (else the step's logical arrays)."""
+    rows = [_float_row(program, step, per_layer) if program.is_float
             else _quantized_row(program, step, per_layer) for step in program.steps]
+    for row, kc in zip(rows, kernels or ()):
+        if kc.types is not None:
+            row["kernel"] = f"{kc.family}_{variant_suffix(kc.types)}"
+        row["weight_bytes"] = kc.weight_bytes
+    return rows
 
 
 def _common_row(program: Program, step) -> dict:
@@ -101,10 +110,12 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: M
                  sensitivity: list[dict] = (), qdq_import: list[dict] = (),
                  folded_heads: list[dict] = (),
                  output_bias_correction: dict | None = None,
-                 fit: dict | None = None, footprint: dict | None = None) -> dict:
+                 fit: dict | None = None, footprint: dict | None = None,
+                 kernels: list | None = None) -> dict:
     """report.json. A float32 program has no SNR (`snr_db` null) and no quantization sections;
-    it reports its max abs error against onnxruntime instead (the C's when it was verified)."""
-    layers = layer_rows(program, layer_snr)
+    it reports its max abs error against onnxruntime instead (the C's when it was verified).
+    `kernels`: each step's C kernel as emitted (the flash its constants take)."""
+    layers = layer_rows(program, layer_snr, kernels)
     copies, copied = copy_stats(program)
     head = {
         "name": name, "target": target, "bits": bits, "rounding": program.rounding,
@@ -112,7 +123,7 @@ def build_report(*, name: str, target: str, bits: int, program: Program, plan: M
         "chunk_frames": iface.chunk_frames, "time_axis": time_axis,
         "latency_frames": iface.latency_frames,
         "macs_per_call": int(sum(s.macs for s in program.steps)),
-        "weight_bytes": program.weight_bytes,
+        "weight_bytes": emitted_weight_bytes(program, kernels),
         "state_bytes": iface.state_bytes,
         "arena_bytes": plan.arena_bytes,
         "arena_lower_bound_bytes": plan.lower_bound_bytes,
@@ -172,8 +183,18 @@ def memory_plan_rows(program: Program, plan: MemoryPlan) -> dict:
     return {"arena_bytes": plan.arena_bytes, "steps": len(program.steps), "arena": blocks}
 
 
+def emitted_weight_bytes(program: Program, kernels: list | None) -> int:
+    """Bytes of the constant arrays the C holds (flash): those of each step's kernel as
+    emitted (`kernels`, e.g. float32 weights of a float-accumulating conv), each array once;
+    without `kernels`, the program's logical arrays."""
+    if kernels is None:
+        return program.weight_bytes
+    arrays = {id(a): a for kc in kernels for a in kc.arrays.values()}
+    return int(sum(np.asarray(a).nbytes for a in arrays.values()))
+
+
 def fit_summary(target: Target, program: Program, plan: MemoryPlan, footprint: dict,
-                ram_budget: int | None) -> dict:
+                ram_budget: int | None, kernels: list | None = None) -> dict:
     """report.json's `fit`: the totals that decide whether the model fits the chip. RAM per
     stream: the arena, one `<name>_t` and the worst-case stack of a call (measured by
     codegen/footprint.py; null when it could not be); flash: weights, code and other constants
@@ -182,7 +203,7 @@ def fit_summary(target: Target, program: Program, plan: MemoryPlan, footprint: d
     stack = footprint.get("stack_bytes") if measured else None
     ram_total = plan.arena_bytes + program.instance_bytes + (stack or 0)
     budget = ram_budget or target.internal_ram_bytes
-    flash = {"weight_bytes": program.weight_bytes,
+    flash = {"weight_bytes": emitted_weight_bytes(program, kernels),
              "code_bytes": footprint.get("code_bytes"),
              "const_bytes": footprint.get("const_bytes"),  # weights, tables, kernel parameters
              "data_bytes": footprint.get("data_bytes"),

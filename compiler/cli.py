@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ram-budget", type=int, default=None, metavar="BYTES",
                    help="RAM the arena, one stream's state and a call's stack may use (default: "
                         "the target's internal RAM; raise it when the arena goes to PSRAM)")
+    c.add_argument("--compact-weights", action="store_true",
+                   help="keep every conv/Gemm weight int8 in flash (by default, on a chip with a "
+                        "fused multiply-add FPU, an int8 layer that computes fewer than 4 frames "
+                        "per call holds its weights as float32 for speed: 4x their flash; "
+                        "report.md gives the total)")
     c.add_argument("--no-verify", action="store_true",
                    help="skip compiling the generated C: no host build and run against the "
                         "integer reference, and no target build, so report.md's code size and "
@@ -154,7 +159,8 @@ def options_from(args: argparse.Namespace) -> Options:
                    int16_layers=[n.strip() for v in args.int16 for n in v.split(",") if n.strip()],
                    snr_target=args.snr_target, calibration=args.calibration,
                    percentile=args.percentile, bias_correction=args.bias_correction,
-                   dump_qdq=args.qdq, fold_linear=args.fold_linear)
+                   dump_qdq=args.qdq, fold_linear=args.fold_linear,
+                   float_weights=not args.compact_weights)
 
 
 def run_compile(args: argparse.Namespace) -> int:

@@ -41,6 +41,9 @@ class Options:
     # "auto" when it costs no extra MACs per call | "on" whenever legal | "off"
     fold_linear: str = "auto"
     dump_qdq: bool = False  # also write <name>.qdq.onnx (the quantized model as QDQ ONNX)
+    # -- code generation --
+    # float32 weights for float-accumulating layers of few frames per call (codegen/kernel_select)
+    float_weights: bool = True
 
 
 @dataclass

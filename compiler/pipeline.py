@@ -13,6 +13,7 @@ import onnx
 
 from codegen.component import write_component, write_report
 from codegen.emit_c import ModelInterface, SourceWriter
+from codegen.kernel_select import Selection
 from codegen.memory import plan_memory
 from codegen.footprint import measure_footprint
 from codegen.plots import write_plots
@@ -303,7 +304,9 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
                               shapes)
     iface = interface(options, program, plan, layout, stream)
     test_run = run_integer(program, layout, m.checks[0])
-    writer = SourceWriter(program, plan, iface)
+    writer = SourceWriter(program, plan, iface,
+                          Selection(float_mac=options.target.float_mac,
+                                    float_weights=options.float_weights))
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{options.name}.", dir=out_root))
     try:
@@ -340,8 +343,9 @@ def compile_model(path: Path, options: Options, out_root: Path, *, input_shapes:
             sensitivity=m.sensitivity, qdq_import=ctx.facts.get("qdq_import", []),
             folded_heads=ctx.facts.get("folded_heads", []),
             output_bias_correction=ctx.facts.get("output_bias_correction"),
-            fit=fit_summary(options.target, program, plan, footprint, options.ram_budget),
-            footprint=footprint)
+            fit=fit_summary(options.target, program, plan, footprint, options.ram_budget,
+                            writer.kernel_calls()),
+            footprint=footprint, kernels=writer.kernel_calls())
         progress.detail("writing report.md, report.json and the pictures")
         report["plots"] = write_plots(tmp, report)
         write_report(tmp, report, markdown(report), source=Path(path))

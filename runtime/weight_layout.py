@@ -20,6 +20,17 @@ C params struct (`LAYOUT_FIELDS`, after the spec's fields):
   overflows whatever the order).
 
 Report sizes do not change: the same elements, reordered, and a bias of the same type.
+
+Float accumulation (`fx_choice`, runtime/c/conv1d_fx.c): on a core whose FPU has a fused
+multiply-add (the ESP32-P4), an int8 conv1d or gemm runs as `conv1d_fx` when float32 holds every
+partial sum exactly: every channel's `|bias| + 1 + sum|w| * 128 < 2^23` (`fx_exact`; the 1
+covers half up's added 1/2). Its arrays (`fx_arrays`): dense convs and gemm keep `w` in the
+blocked layout, int8 from `FX_INT8_FRAMES` output frames per call, else float32 holding the same
+integers (each weight then feeds one frame: a float load saves the conversion; 4x those weights'
+flash; without `float_weights` such layers keep the integer kernel); `bias` float32 (+ 1/2 for
+half up, shift >= 1); `scale` float32 `2^-shift`. Depthwise convs hold float32 taps and bias
+already scaled by `2^-shift` (exact) and `scale` 1. The result is the integer kernel's, bit for
+bit.
 """
 from __future__ import annotations
 
@@ -93,3 +104,83 @@ def c_step(op: str, params: dict, arrays: dict, x_bits: int,
     code generator emits."""
     layout = choose(op, params, arrays, x_bits, mode)
     return {**params, **layout}, c_arrays(op, params, arrays, layout, mode)
+
+
+# ----------------------------------------------------------------- float accumulation (fx)
+
+FX_LIMIT = 1 << 23     # |partial sums| + 1/2 below this: exact in float32 (24-bit significand)
+FX_INT8_FRAMES = 4     # from this many output frames per call, fx weights stay int8
+FX_MAX_SHIFT = 62      # 2^-shift is a normal float far beyond this; keeps the check simple
+
+
+def fx_exact(bias: np.ndarray, shift: np.ndarray, w: np.ndarray, c_out: int,
+             x_bits: int) -> bool:
+    """Whether a step's sums are exact in float32 for every int8 input: int8 x and w, an int32
+    bias, 0 <= shift <= FX_MAX_SHIFT, and every channel's |bias| + 1 + sum|w| * 128 < 2^23."""
+    bias, shift, w = np.asarray(bias), np.asarray(shift).astype(np.int64), np.asarray(w)
+    if x_bits != 8 or w.dtype != np.int8 or bias.dtype != np.int32:
+        return False
+    if np.any(shift < 0) or np.any(shift > FX_MAX_SHIFT):
+        return False
+    products = np.abs(w.astype(np.int64)).reshape(c_out, -1).sum(axis=1)
+    bound = np.abs(bias.astype(np.int64)) + 1 + products * 128
+    return bool(np.all(bound < FX_LIMIT))
+
+
+def out_frames(op: str, params: dict) -> int:
+    """Output frames one call of a conv1d/gemm step computes."""
+    if op == "gemm":
+        return params["m"]
+    span = (params["t_in"] + params["pad_l"] + params["pad_r"]
+            - params["dilation"] * (params["kernel"] - 1) - 1)
+    return 0 if span < 0 else span // params["stride"] + 1
+
+
+def fx_choice(op: str, params: dict, arrays: dict, x_bits: int,
+              float_weights: bool = True) -> str | None:
+    """None, or the weight type of the step's float-accumulating kernel. Dense convs and gemm:
+    "int8" from FX_INT8_FRAMES output frames per call; fewer, "f32" when `float_weights` allows
+    it, else None (with a conversion per weight use the integer kernel is as fast). Depthwise
+    convs: "f32" (their taps scaled at compile time; c_out * kernel of them). Other groupings:
+    None (they gain little)."""
+    c_out, _, dense = weight_rows(op, params)
+    depthwise = op == "conv1d" and params["groups"] == params["c_in"] == c_out
+    if not (dense or depthwise):
+        return None
+    if not fx_exact(arrays["bias"], arrays["shift"], arrays["w"], c_out, x_bits):
+        return None
+    if depthwise:  # taps scaled at compile time, float32 (c_out * kernel of them: few)
+        return "f32"
+    if out_frames(op, params) >= FX_INT8_FRAMES:
+        return "int8"
+    return "f32" if float_weights else None
+
+
+def fx_conv_params(op: str, params: dict) -> dict:
+    """The conv1d params of a conv1d/gemm step (gemm: a pointwise conv over m frames), with the
+    layout fields: dense weights in DENSE_BLOCK-channel blocks."""
+    if op == "gemm":
+        params = dict(t_in=params["m"], c_in=params["k"], c_out=params["n"], kernel=1, stride=1,
+                      dilation=1, groups=1, pad_l=0, pad_r=0, act_min=params["act_min"],
+                      act_max=params["act_max"])
+    _, _, dense = weight_rows("conv1d", params)
+    return {**params, "wblock": DENSE_BLOCK if dense else 1, "rq_bias": 0}
+
+
+def fx_arrays(op: str, params: dict, arrays: dict, weights: str,
+              mode: str) -> dict[str, np.ndarray]:
+    """w (int8 or float32, `weights`), bias and scale as conv1d_fx reads them: dense convs
+    their integers and scale 2^-shift; depthwise convs the taps and bias scaled by 2^-shift
+    (exact) and scale 1."""
+    conv = fx_conv_params(op, params)
+    shift = np.asarray(arrays["shift"]).astype(np.int64)
+    w = block_weights(arrays["w"], conv["c_out"], conv["wblock"]).astype(np.float64)
+    half = (shift >= 1) if mode == "half_up" else np.zeros(shift.shape, bool)
+    bias = np.asarray(arrays["bias"]).astype(np.float64) + 0.5 * half
+    scale = np.ldexp(1.0, -shift)
+    if conv["groups"] > 1:  # depthwise: w [c][kernel], scaled (no longer integers)
+        if weights != "f32":
+            raise ValueError("a depthwise conv1d_fx holds float32 weights")
+        w, bias, scale = w * np.repeat(scale, conv["kernel"]), bias * scale, np.ones_like(scale)
+    return {"w": w.astype(np.float32) if weights == "f32" else w.astype(np.int8),
+            "bias": bias.astype(np.float32), "scale": scale.astype(np.float32)}

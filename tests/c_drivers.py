@@ -64,6 +64,7 @@ def write_kernels(build: Path, variants: Iterable[Variant]) -> list[Path]:
 # converted implicitly), `out` the output block. {fn} is the variant's function.
 _STRUCT_CALLS = {
     "conv1d": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
+    "conv1d_fx": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),  # x w bias scale
     "conv2d": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
     "conv_transpose1d": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
     "gemm": (4, "{fn}(&p, a[0], a[1], a[2], a[3], out);"),
@@ -172,7 +173,7 @@ def _case(family: str, types: KernelTypes) -> str:
         return _f32_case(family, types)
     if family in _STRUCT_CALLS:
         narrays, call = _STRUCT_CALLS[family]
-        return (f"{{\n        rill_{family}_params_t p;\n"
+        return (f"{{\n        rill_{params_struct(family, types)[0]} p;\n"
                 f"        rill_expect(np * 4 == (int32_t)sizeof p && na == {narrays}, record);\n"
                 f"        memcpy(&p, pr, sizeof p);\n        {call.format(fn=fn)}\n        break;\n"
                 "    }")

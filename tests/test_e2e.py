@@ -200,7 +200,15 @@ def test_report(cfg, build):
         low = f * BODY_MACS + min(f, 3) * CONV_OUT_MACS + FC_MACS
         high = f * (BODY_MACS + CONV_OUT_MACS + 3 * 32) + FC_MACS
         assert low <= macs <= high, f"macs_per_call {macs} outside [{low}, {high}]"
-    assert INT8_PARAMS <= r["weight_bytes"] < FLOAT_PARAM_BYTES, r["weight_bytes"]
+    # int8 weights, except the float32 ones of float-accumulating layers of few frames per
+    # call (esp32p4; codegen/kernel_select.py): 4 bytes each
+    f32_layers = [layer for layer in r["layers"] if "wf32" in layer.get("kernel", "")]
+    assert r["weight_bytes"] == sum(layer["weight_bytes"] for layer in r["layers"])
+    if f32_layers:
+        assert cfg.target == "esp32p4", [layer["kernel"] for layer in f32_layers]
+        assert INT8_PARAMS < r["weight_bytes"] <= 5 * INT8_PARAMS, r["weight_bytes"]
+    else:
+        assert INT8_PARAMS <= r["weight_bytes"] < FLOAT_PARAM_BYTES, r["weight_bytes"]
 
     assert r["arena_lower_bound_bytes"] > 0 and r["arena_lower_bound_bytes"] % 16 == 0
     assert r["arena_bytes"] >= r["arena_lower_bound_bytes"]

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # so that plain `pytest` finds the runtime packag
 
 from c_drivers import (MODES, STRICT, build_drivers, compile_c, dispatch_source,  # noqa: E402
                        exact_round, record, run_records)
-from codegen.kernel_library import (FAMILIES, KernelTypes, check_types,  # noqa: E402
+from codegen.kernel_library import (F32, FAMILIES, KernelTypes, check_types,  # noqa: E402
                                     function_name, instantiate, kernel_header, kernel_sources,
                                     kernel_types, program_variants, prototypes, variant_suffix)
 from runtime import weight_layout  # noqa: E402
@@ -1936,11 +1936,12 @@ def test_emitted_mixed_program_matches_reference(tmp_path):
 # -------------------------------------------------------------------------- source hygiene
 
 def all_variants() -> list[tuple[str, KernelTypes]]:
-    """Every type signature every family has (176 with the 16 GRU, 16 LSTM, 16 layernorm, 16
-    matmul and 8 binary ones)."""
+    """Every type signature every family has (180 with the 16 GRU, 16 LSTM, 16 layernorm, 16
+    matmul, 8 binary and 4 conv1d_fx ones: int8 or float32 weights)."""
     out = []
     for family, spec in FAMILIES.items():
-        for x, y, x2, w, acc in itertools.product((8, 16), (8, 16), (8, 16), (8, 16), (32, 64)):
+        for x, y, x2, w, acc in itertools.product((8, 16), (8, 16), (8, 16), (8, 16, F32),
+                                                  (32, 64)):
             t = T(x, y, x2 if "x2" in spec.fields else None, w if "w" in spec.fields else None,
                   acc if "acc" in spec.fields else None)
             try:
@@ -1960,7 +1961,7 @@ def test_every_variant_compiles_strict(tmp_path):
     -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wconversion, gcc and clang, both
     rounding modes."""
     variants = all_variants()
-    assert len(variants) == 176
+    assert len(variants) == 180
     assert {p.name for p in TEMPLATES} == {f for spec in FAMILIES.values()
                                             for f in (spec.file, spec.f32_file, spec.loop) if f}
     for src in TEMPLATES:  # float32 templates (tests/test_kernels_f32.py) include their header
@@ -2008,7 +2009,8 @@ def test_amalgamation_m32(tmp_path):
     glibc headers are often not installed."""
     shim = tmp_path / "shim"
     shim.mkdir()
-    (shim / "math.h").write_text("float floorf(float);\nfloat ldexpf(float, int);\n")
+    (shim / "math.h").write_text("float floorf(float);\nfloat ldexpf(float, int);\n"
+                                 "long lrintf(float);\n")
     (shim / "string.h").write_text("#include <stddef.h>\nvoid *memset(void *, int, size_t);\n"
                                    "void *memcpy(void *, const void *, size_t);\n")
     src = tmp_path / "m32.c"

@@ -1043,7 +1043,8 @@ def test_amalgamation_renamed_and_m32(tmp_path):
             assert proc.returncode == 0, f"{cc}: {proc.stderr}"
     shim = tmp_path / "shim"
     shim.mkdir()
-    (shim / "math.h").write_text("float floorf(float);\nfloat ldexpf(float, int);\n")
+    (shim / "math.h").write_text("float floorf(float);\nfloat ldexpf(float, int);\n"
+                                 "long lrintf(float);\n")
     (shim / "string.h").write_text("#include <stddef.h>\nvoid *memset(void *, int, size_t);\n"
                                    "void *memcpy(void *, const void *, size_t);\n")
     m32 = tmp_path / "m32.c"

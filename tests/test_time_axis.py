@@ -229,10 +229,10 @@ def test_offline_batch_runs_one_kernel_call_per_sequence(bits, tmp_path):
     assert all(s.arrays["w"] is conv[0].arrays["w"] for s in conv)
     source = (result.out_dir / "src" / f"batch{bits}.c").read_text()
     assert len(re.findall(r"static const \w+ \w+_w\[", source)) == 2  # conv and up, once each
-    first = {}  # the first step of each node: its constants, counted once
-    for s in program.steps:
-        first.setdefault(s.name, s)
-    weights_once = sum(a.nbytes for s in first.values() for a in s.arrays.values())
+    first = {}  # the first step of each node: its constants as emitted, counted once
+    for s, kc in zip(program.steps, result.writer.kernel_calls()):
+        first.setdefault(s.name, kc)
+    weights_once = sum(kc.weight_bytes for kc in first.values())
     assert result.report["weight_bytes"] == weights_once
     x = np.random.default_rng(4).standard_normal((n, F, T)).astype(np.float32)
     got, want = c_vs_onnx(result, m, x, tmp_path)

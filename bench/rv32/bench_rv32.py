@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from codegen.emit_c import SourceWriter  # noqa: E402
+from codegen.kernel_select import Selection, select_for  # noqa: E402
 from codegen.kernel_library import (F32, KernelTypes, function_name, instantiate,  # noqa: E402
                                     kernel_header, kernel_sources, program_variants, rename)
 from compiler.context import Options  # noqa: E402
@@ -63,6 +64,9 @@ S8 = KernelTypes(x=8, y=8, w=8, acc=32)
 S8_ADD = KernelTypes(x=8, y=8, x2=8)
 S8_IO = KernelTypes(x=8, y=8)
 KERNEL_VARIANTS = [("conv1d", S8), ("gemm", S8), ("add", S8_ADD), ("lut", S8_IO)]
+# Rill's float-accumulating conv (codegen/kernel_select.py): int8 or float32 weights
+FX_VARIANTS = [("conv1d_fx", KernelTypes(x=8, y=8, w=8)), ("conv1d_fx", KernelTypes(x=8, y=8, w=F32))]
+SELECTION = Selection(float_mac=True)  # what the code generator picks for the esp32p4
 
 # The issue's goals (instructions per MAC, and the factor over the reference).
 GOAL_PW_MANY, GOAL_PW_ONE, GOAL_DW, GOAL_TCN, GOAL_SPEEDUP, GOAL_STREAM = 3.0, 3.5, 4.0, 4.5, 2.0, 1.1
@@ -186,26 +190,25 @@ def write_kernel_library(work: Path, prefix: str, variants, reference: bool) -> 
 def build_kernel_elf(work: Path) -> Path:
     """Rill's kernels (prefix rill) and the reference ones (prefix ref) in one ELF."""
     work.mkdir(parents=True, exist_ok=True)
-    _, ours = write_kernel_library(work, "rill", KERNEL_VARIANTS, reference=False)
+    _, ours = write_kernel_library(work, "rill", KERNEL_VARIANTS + FX_VARIANTS, reference=False)
     _, ref = write_kernel_library(work, "ref", KERNEL_VARIANTS, reference=True)
     main = work / "main.c"
     main.write_text("int main(void);\nint main(void)\n{\n    return 0;\n}\n")
     return build_elf([ours, ref, main], [work], work / "kernels.elf")
 
 
-def kernel_arguments(family: str, params: dict, arrays: list[np.ndarray],
-                     layout: bool) -> tuple[list[int], list[np.ndarray]]:
-    """The C arguments of a case: conv1d/gemm take the layout fields, and Rill's kernel its
-    arrays in the compile-time layout the code generator picks (runtime/weight_layout.py); the
-    reference the logical arrays."""
+def kernel_call(family: str, types: KernelTypes, params: dict, arrays: list[np.ndarray],
+                ours: bool, prefix: str) -> tuple[str, list[int], list[np.ndarray]]:
+    """(C function, params, arrays) of a case: Rill's kernel as the code generator selects it for
+    the esp32p4 (codegen/kernel_select.py: the kernel, its params with the layout fields, its
+    arrays in their compile-time layout); the reference's with the logical arrays."""
     if family not in weight_layout.LAYOUT_FAMILIES:
-        return list(params.values()), arrays
-    named = dict(zip(("x", "w", "bias", "shift"), arrays))
-    if layout:
-        c_params, c_arr = weight_layout.c_step(family, params, named, 8, MODE)
-    else:
-        c_params, c_arr = {**params, "wblock": 1, "rq_bias": 0}, named
-    return list(c_params.values()), [c_arr[k] for k in ("x", "w", "bias", "shift")]
+        return function_name(family, types, prefix), list(params.values()), arrays
+    x, *named = arrays
+    kc = select_for(family, types, params, dict(zip(("w", "bias", "shift"), named)), MODE,
+                    SELECTION if ours else Selection(layouts=False))
+    return (function_name(kc.family, kc.types, prefix), list(kc.params.values()),
+            [x, *kc.arrays.values()])
 
 
 def call_kernel(m: Rv32Machine, fn: str, family: str, params: list[int],
@@ -229,9 +232,9 @@ def bench_kernels(work: Path) -> list[dict]:
         types = dict(KERNEL_VARIANTS)[case.family]
         counts = {}
         for prefix in ("rill", "ref"):
-            c_params, c_arrays = kernel_arguments(case.family, params, arrays, prefix == "rill")
-            got, n = call_kernel(machine, function_name(case.family, types, prefix), case.family,
-                                 c_params, c_arrays, want.size)
+            fn, c_params, c_arrays = kernel_call(case.family, types, params, arrays,
+                                                 prefix == "rill", prefix)
+            got, n = call_kernel(machine, fn, case.family, c_params, c_arrays, want.size)
             if not np.array_equal(got, want.reshape(-1)):
                 raise SystemExit(f"{case.name}: the {prefix} kernel on RV32 differs from the "
                                  "integer reference")
@@ -357,13 +360,15 @@ def reference_kernels_file(program, name: str, work: Path) -> Path:
 
 def logical_component(result, name: str, work: Path) -> Path:
     """A copy of the compiled component whose weights keep the logical layout of
-    runtime/KERNELS.md (what the reference kernels read) instead of the kernels' own."""
+    runtime/KERNELS.md and whose steps call the integer kernels (what the reference kernels
+    implement) instead of the kernels the code generator selected."""
     out = work / f"{name}_logical"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(result.out_dir, out)
     w = result.writer
-    logical = SourceWriter(w.p, w.plan, w.iface, kernel_layouts=False)
+    logical = SourceWriter(w.p, w.plan, w.iface, Selection(layouts=False))
     (out / "src" / f"{name}.c").write_text(logical.model_source())
+    (out / "src" / f"{name}_kernels.h").write_text(logical.kernels_header())
     return out
 
 

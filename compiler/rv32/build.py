@@ -7,7 +7,9 @@ whose memcpy/memset copy words, as ESP-IDF's ROM/newlib ones do; a size-optimize
 inflate every state copy.
 
 The code is compiled the way an ESP-IDF "performance" build compiles a component: -O2, builtins
-on (gcc inlines small constant-size memcpy), no OS, no C start-up files. The ELF is linked at one
+on (gcc inlines small constant-size memcpy), floating-point contraction on (`a += b * c` is one
+fmadd.s: the default of ESP-IDF's GNU C dialect, which the strict `-std=c99` would turn off),
+no OS, no C start-up files. The ELF is linked at one
 flat address range with load address = run address, so the emulator places each segment where it
 runs; it is never started at its entry point: the emulator calls its functions directly.
 """
@@ -22,7 +24,7 @@ from compiler.host_build import STRICT_FLAGS
 
 CC = "riscv64-unknown-elf-gcc"
 ARCH_FLAGS = ["-march=rv32imafc", "-mabi=ilp32f"]
-OPT_FLAGS = ["-O2"]
+OPT_FLAGS = ["-O2", "-ffp-contract=fast"]
 PICOLIBC_SPECS = Path("/usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs")
 INSTALL_HINT = ("install Debian's gcc-riscv64-unknown-elf and picolibc-riscv64-unknown-elf "
                 "(apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf; "

@@ -38,6 +38,15 @@
 #define RILL_WIDE_BLOCK RILL_NOINLINE
 #endif
 
+
+/* Expanded at each call even when called twice: a body specialized by a constant argument
+ * (conv1d_fx.c's walkers with and without ReLU). Only an optimization hint. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RILL_ALWAYS_INLINE __inline__ __attribute__((always_inline))
+#else
+#define RILL_ALWAYS_INLINE
+#endif
+
 /* floor(x / 2^s) for 0 <= s <= 63, without right-shifting a negative value. */
 static inline int64_t rill_floor_shift(int64_t x, int s)
 {
@@ -238,5 +247,95 @@ static inline void rill_tap_range(int32_t p0, int32_t n, int32_t dilation, int32
     *lo = k_lo;
     *hi = k_hi;
 }
+
+/* The output frames of a 1-D window (conv, pool) over t_in frames padded by pad_l / pad_r:
+ * t_out of them, and [t_a, t_b) those whose taps all read inside [0, t_in) (the interior
+ * frames, which the fast paths compute without testing taps). */
+typedef struct {
+    int32_t t_out, t_a, t_b;
+} rill_frames_t;
+
+static inline rill_frames_t rill_conv_frames(int32_t t_in, int32_t pad_l, int32_t pad_r,
+                                             int32_t kernel, int32_t stride, int32_t dilation)
+{
+    const int32_t span = t_in + pad_l + pad_r - dilation * (kernel - 1) - 1;
+    rill_frames_t f;
+    f.t_out = span < 0 ? 0 : span / stride + 1; /* no frame if the input is too short */
+    f.t_a = pad_l <= 0 ? 0 : (pad_l + stride - 1) / stride;
+    f.t_b = t_in - 1 - dilation * (kernel - 1) + pad_l;
+    f.t_b = f.t_b < 0 ? 0 : f.t_b / stride + 1;
+    f.t_b = f.t_b > f.t_out ? f.t_out : f.t_b;
+    f.t_a = f.t_a > f.t_b ? f.t_b : f.t_a;
+    return f;
+}
+
+/* Where output channel `co` of a weight array in blocks of `wblock` channels starts
+ * (runtime/weight_layout.py: each block [rows][width], channels innermost, the last block
+ * `c_out mod wblock` wide when that is not 0): the element offset of its weight `row0` and,
+ * in *width, its block's width (the step from one row to the next). */
+static inline int32_t rill_wblock_lane(int32_t co, int32_t c_out, int32_t wblock, int32_t rows,
+                                       int32_t row0, int32_t *width)
+{
+    const int32_t first = co - co % wblock;
+    *width = c_out - first < wblock ? c_out - first : wblock;
+    return first * rows + row0 * *width + (co - first);
+}
+
+/* The exact float kernels' output stage (conv1d_fx.c): a float v that is an integer multiple
+ * of 2^-24 or coarser, clamped to [lo, hi] (integers, exact as floats) and rounded to the
+ * nearest integer, ties to even (clamping first gives the same result: rounding is monotone and
+ * the bounds are integers). On RISC-V with the F extension: fmax.s, fmin.s and fcvt.w.s with
+ * the static rounding mode rne (whatever the dynamic one): three instructions, no branch;
+ * elsewhere portable C with lrintf in C's default rounding mode (to nearest, ties to even). */
+#if defined(__riscv) && defined(__riscv_flen) && defined(__GNUC__)
+static inline float rill_fmin(float v, float hi)
+{
+    __asm__("fmin.s %0, %0, %1" : "+f"(v) : "f"(hi));
+    return v;
+}
+
+static inline float rill_fclamp(float v, float lo, float hi)
+{
+    __asm__("fmax.s %0, %0, %1" : "+f"(v) : "f"(lo));
+    return rill_fmin(v, hi);
+}
+
+static inline int32_t rill_rne(float v)
+{
+    int32_t q;
+    __asm__("fcvt.w.s %0, %1, rne" : "=r"(q) : "f"(v));
+    return q;
+}
+
+/* rill_rne(max(v, 0)) for v < 2^31: the unsigned conversion saturates below 0 (ReLU's lower
+ * bound for free). */
+static inline int32_t rill_rne_u(float v)
+{
+    uint32_t q;
+    __asm__("fcvt.wu.s %0, %1, rne" : "=r"(q) : "f"(v));
+    return (int32_t)q;
+}
+#else
+static inline float rill_fmin(float v, float hi)
+{
+    return v > hi ? hi : v;
+}
+
+static inline float rill_fclamp(float v, float lo, float hi)
+{
+    return v < lo ? lo : rill_fmin(v, hi);
+}
+
+static inline int32_t rill_rne(float v)
+{
+    return (int32_t)lrintf(v);
+}
+
+static inline int32_t rill_rne_u(float v)
+{
+    const int32_t q = (int32_t)lrintf(v);
+    return q < 0 ? 0 : q;
+}
+#endif
 
 #endif /* RILL_COMMON_H */

@@ -1187,7 +1187,18 @@ def rand_interp_table(rng, frac_bits: int, kind: int) -> np.ndarray:
     if kind == 1:  # a smooth-ish curve within +-2^24
         return (np.cumsum(rng.integers(-4000, 4000, size=size)).clip(-2**24, 2**24)
                 .astype(np.int32))
-    return rng.integers(-40000, 40000, size=size).astype(np.int32)  # around the output range
+    if kind == 2:
+        return rng.integers(-40000, 40000, size=size).astype(np.int32)  # around the output range
+    # knots at the edges of the kernel's int32 path: differences of about L = 2^(30 - frac_bits),
+    # knots of about 2^31 - L, and the int32 extremes: the first two knots differ by 2^32 - 1
+    # (kind 3: down, kind 4: up), which wraps around to a small difference mod 2^32
+    big, lim = 2**31 - 1, 2 ** (30 - frac_bits)
+    edges = [0, 1, -1, lim - 1, lim, lim + 1, -lim + 1, -lim, -lim - 1, big - lim, big - lim + 1,
+             big - lim - 1, -big + lim - 1, -big + lim, -big + lim + 1, big - 2 * lim, big,
+             -big - 1, -big]
+    table = np.array(edges, np.int64)[rng.integers(0, len(edges), size=size)]
+    table[:2] = (big, -big - 1) if kind == 3 else (-big - 1, big)
+    return table.astype(np.int32)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -1208,8 +1219,8 @@ def test_lut(drivers, types, mode):
             cases.append(lut_case(types, x[: 3 + 2 * i], table, 0, mode, "tail"))
             cases.append(lut_case(types, x[: 8 + 3 * i], table, 0, mode, "steps and tail"))
     else:
-        for frac_bits in (16, 15, 12, 8, 5, 4, 1, 0):
-            for kind in range(3):
+        for frac_bits in (16, 15, 12, 8, 7, 5, 4, 1, 0):
+            for kind in range(5):
                 table = rand_interp_table(rng, frac_bits, kind)
                 cases.append(lut_case(types, every, table, frac_bits, mode, f"kind={kind}"))
     cases.append(lut_case(types, every[:0],

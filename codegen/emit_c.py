@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codegen.kernel_library import (F32, KernelTypes, function_name, io_types, kernel_header,
+from codegen.kernel_library import (F32, FixedDepthwise, KernelTypes, io_types, kernel_header,
                                     kernel_sources, params_struct, quantize_names)
 from codegen.kernel_select import KernelCall, Selection, select
 from codegen.memory import MemoryPlan
@@ -228,13 +228,17 @@ int {p}_selftest(void);
                 f"#ifndef {P}_KERNELS_PRIVATE_H\n#define {P}_KERNELS_PRIVATE_H\n\n"
                 f"#define RILL_ROUNDING {ROUNDING_MACRO[self.p.rounding]} "
                 f"/* {self.p.rounding.replace('_', ' ')} */\n"
-                + kernel_header(self.prefix, self.variants())
+                + kernel_header(self.prefix, self.variants(), self.fixed())
                 + f"\n#endif /* {P}_KERNELS_PRIVATE_H */\n")
 
     def kernels_source(self) -> str:
         return (f"/* {self.prefix}_kernels.c: from runtime/c; only the kernel "
                 f"variants this model uses. */\n#include \"{self.prefix}_kernels.h\"\n\n"
-                + kernel_sources(self.variants(), self.prefix))
+                + kernel_sources(self.variants(), self.prefix, self.fixed()))
+
+    def fixed(self) -> set[FixedDepthwise]:
+        """The depthwise layer shapes compiled with their geometry as constants."""
+        return {c.fixed for c in map(self.kernel_call, self.p.steps) if c.fixed is not None}
 
     def variants(self) -> set[tuple[str, KernelTypes]]:
         """Every (family, types) the steps call, plus quantize/dequantize for the float API at
@@ -337,7 +341,7 @@ int {p}_selftest(void);
             return (f"memcpy({_offset(out, step.params['dst_offset'])}, {names['values']}, "
                     f"{step.params['count'] * size});")
         kc = self.kernel_call(step)
-        fn = function_name(kc.family, kc.types, self.prefix)
+        fn = kc.function(self.prefix)
         q = step.params
         if kc.types.x == F32:
             return self.float_call(step, names, fn)

@@ -333,10 +333,47 @@ def _sorted(variants: Iterable[tuple[str, KernelTypes]]) -> list[tuple[str, Kern
     return sorted(set(variants), key=lambda v: (v[0], variant_suffix(v[1])))
 
 
-def kernel_header(prefix: str, variants: Iterable[tuple[str, KernelTypes]]) -> str:
+@dataclass(frozen=True)
+class FixedDepthwise:
+    """A depthwise conv1d_fx of one layer shape -- kernel 3 or 5, `channels`, `dilation`,
+    `frames` interior output frames, stride 1 -- compiled with its geometry as constants
+    (runtime/c/conv1d_fx.c `rill_conv1d_fx_fixed`): a small generated function per shape whose
+    walkers step by immediate offsets. It takes conv1d_fx's arguments."""
+
+    types: KernelTypes
+    kernel: int
+    channels: int
+    dilation: int
+    frames: int
+
+    @property
+    def family(self) -> str:
+        """The name part that stands where a family's does: conv1d_fx_k3c32d2n8."""
+        return f"conv1d_fx_k{self.kernel}c{self.channels}d{self.dilation}n{self.frames}"
+
+    def source(self) -> str:
+        """The generated function (names still rill_*), after conv1d_fx's variant."""
+        template = (
+            f"/* The depthwise conv1d_fx of one layer shape: kernel {self.kernel}, "
+            f"{self.channels} channels,\n * dilation {self.dilation}, {self.frames} interior "
+            "frames, as constants. */\n"
+            f"RILL_WIDE_BLOCK void rill_{self.family}_VARIANT(const rill_conv1d_params_t *p,\n"
+            "    const rill_x_t *x, const rill_w_t *w, const float *bias, const float *scale,\n"
+            "    rill_y_t *y)\n{\n"
+            f"    rill_conv1d_fx_fixed_VARIANT(p, x, w, bias, scale, y, {self.kernel}, "
+            f"{self.channels}, {self.dilation}, {self.frames});\n}}\n")
+        return instantiate("conv1d_fx", self.types, template)
+
+
+def _sorted_fixed(fixed: Iterable[FixedDepthwise]) -> list[FixedDepthwise]:
+    return sorted(set(fixed), key=lambda f: (f.family, variant_suffix(f.types)))
+
+
+def kernel_header(prefix: str, variants: Iterable[tuple[str, KernelTypes]],
+                  fixed: Iterable[FixedDepthwise] = ()) -> str:
     """rill_common.h, the params structs, the recurrent helpers (the float32 structs and
     functions when a float variant is used) and the prototypes of `variants` ((family,
-    KernelTypes) pairs), renamed to `prefix`."""
+    KernelTypes) pairs) and of the `fixed` depthwise functions, renamed to `prefix`."""
     variants = _sorted(variants)
     headers = ["rill_common.h", "rill_kernels.h", "rill_recurrent.h"]
     if any(types.x == F32 for _, types in variants):
@@ -344,11 +381,19 @@ def kernel_header(prefix: str, variants: Iterable[tuple[str, KernelTypes]]) -> s
     parts = [_strip_includes((C_DIR / name).read_text()) for name in headers]
     decls = [p for family, types in variants
              for p in prototypes(instantiate(family, types))]
+    decls += [p for f in _sorted_fixed(fixed) for p in prototypes(f.source())]
     parts.append("/* The kernel variants of this component. */\n" + "\n".join(decls) + "\n")
     return rename("\n".join(parts), prefix)
 
 
-def kernel_sources(variants: Iterable[tuple[str, KernelTypes]], prefix: str) -> str:
-    """The instantiated kernels of `variants`, renamed to `prefix`."""
-    return "\n".join(rename(instantiate(family, types), prefix)
-                     for family, types in _sorted(variants))
+def kernel_sources(variants: Iterable[tuple[str, KernelTypes]], prefix: str,
+                   fixed: Iterable[FixedDepthwise] = ()) -> str:
+    """The instantiated kernels of `variants`, then the `fixed` depthwise functions (each after
+    its conv1d_fx variant, which must be among `variants`), renamed to `prefix`."""
+    fixed = _sorted_fixed(fixed)
+    variants = _sorted(variants)
+    missing = {("conv1d_fx", f.types) for f in fixed} - set(variants)
+    if missing:
+        raise ValueError(f"fixed depthwise functions without their conv1d_fx variant: {missing}")
+    return "\n".join([rename(instantiate(family, types), prefix) for family, types in variants]
+                     + [rename(f.source(), prefix) for f in fixed])

@@ -19,7 +19,8 @@ from typing import Mapping
 
 import numpy as np
 
-from codegen.kernel_library import F32, FAMILIES, KernelTypes, kernel_types
+from codegen.kernel_library import (F32, FAMILIES, FixedDepthwise, KernelTypes, function_name,
+                                    kernel_types)
 from runtime import weight_layout
 from runtime.ir import Buffer, Step
 
@@ -33,6 +34,13 @@ class KernelCall:
     types: KernelTypes | None
     params: dict
     arrays: dict[str, np.ndarray]
+    fixed: FixedDepthwise | None = None  # a depthwise conv1d_fx compiled for its shape
+
+    def function(self, prefix: str) -> str:
+        """The C function the step calls."""
+        if self.fixed is not None:
+            return function_name(self.fixed.family, self.types, prefix)
+        return function_name(self.family, self.types, prefix)
 
     @property
     def weight_bytes(self) -> int:
@@ -43,11 +51,14 @@ class KernelCall:
 class Selection:
     """How to choose: `layouts` False keeps every logical layout and integer kernel (the
     bench's reference build); `float_mac` allows conv1d_fx; `float_weights` its float32
-    weights for steps of few frames per call (else they stay int8)."""
+    weights for steps of few frames per call (else they stay int8); `fixed_geometry` a
+    generated function per depthwise layer shape that the phase walkers cover (kernel 3 or 5,
+    stride 1, at least 4 interior frames): their strides become immediate offsets."""
 
     layouts: bool = True
     float_mac: bool = False
     float_weights: bool = True
+    fixed_geometry: bool = True  # depthwise conv1d_fx walkers compiled per layer shape
 
 
 def select(step: Step, buffers: Mapping[str, Buffer], rounding: str,
@@ -70,7 +81,26 @@ def select_for(op: str, types: KernelTypes, params: dict, arrays: dict, rounding
         weights = weight_layout.fx_choice(op, params, arrays, types.x, how.float_weights)
         if weights is not None:
             fx_types = KernelTypes(x=types.x, y=types.y, w=F32 if weights == "f32" else 8)
-            return KernelCall("conv1d_fx", fx_types, weight_layout.fx_conv_params(op, params),
-                              weight_layout.fx_arrays(op, params, arrays, weights, rounding))
+            conv = weight_layout.fx_conv_params(op, params)
+            fixed = fixed_depthwise(conv, fx_types) if how.fixed_geometry else None
+            return KernelCall("conv1d_fx", fx_types, conv,
+                              weight_layout.fx_arrays(op, params, arrays, weights, rounding),
+                              fixed)
     c_params, c_arrays = weight_layout.c_step(op, params, arrays, types.x, rounding)
     return KernelCall(op, types, c_params, c_arrays)
+
+
+WALKER_KERNELS = (3, 5)  # the depthwise phase walkers of runtime/c/conv1d_fx.c
+WALKER_FRAMES = 4        # their least interior frames (RILL_CONV1D_FX_DW_FRAMES)
+
+
+def fixed_depthwise(conv: dict, types: KernelTypes) -> FixedDepthwise | None:
+    """The fixed-shape function of a depthwise conv1d_fx the walkers cover, else None."""
+    c = conv["c_out"]
+    if not (conv["groups"] == conv["c_in"] == c and conv["kernel"] in WALKER_KERNELS
+            and conv["stride"] == 1):
+        return None
+    interior = weight_layout.interior_frames(conv)
+    if interior < WALKER_FRAMES:
+        return None
+    return FixedDepthwise(types, conv["kernel"], c, conv["dilation"], interior)

@@ -136,6 +136,17 @@ def out_frames(op: str, params: dict) -> int:
     return 0 if span < 0 else span // params["stride"] + 1
 
 
+def interior_frames(p: dict) -> int:
+    """Output frames of a conv1d whose taps all read inside its input (rill_conv_frames' t_b -
+    t_a)."""
+    t_out = out_frames("conv1d", p)
+    s = p["stride"]
+    t_a = 0 if p["pad_l"] <= 0 else (p["pad_l"] + s - 1) // s
+    t_b = p["t_in"] - 1 - p["dilation"] * (p["kernel"] - 1) + p["pad_l"]
+    t_b = min(0 if t_b < 0 else t_b // s + 1, t_out)
+    return t_b - min(t_a, t_b)
+
+
 def fx_choice(op: str, params: dict, arrays: dict, x_bits: int,
               float_weights: bool = True) -> str | None:
     """None, or the weight type of the step's float-accumulating kernel. Dense convs and gemm:

@@ -49,14 +49,14 @@ def sorted_variants(variants: Iterable[Variant]) -> list[Variant]:
     return sorted(set(variants), key=lambda v: (v[0], variant_suffix(v[1])))
 
 
-def write_kernels(build: Path, variants: Iterable[Variant]) -> list[Path]:
-    """rill_generated.h / .c in `build`: the header and the instantiated kernels of `variants`,
-    as the code generator assembles them (prefix rill)."""
+def write_kernels(build: Path, variants: Iterable[Variant], fixed=()) -> list[Path]:
+    """rill_generated.h / .c in `build`: the header and the instantiated kernels of `variants`
+    (and the `fixed` depthwise functions), as the code generator assembles them (prefix rill)."""
     header = build / "rill_generated.h"
     header.write_text("#ifndef RILL_GENERATED_H\n#define RILL_GENERATED_H\n"
-                      + kernel_header("rill", variants) + "#endif\n")
+                      + kernel_header("rill", variants, fixed) + "#endif\n")
     source = build / "rill_generated.c"
-    source.write_text('#include "rill_generated.h"\n' + kernel_sources(variants, "rill"))
+    source.write_text('#include "rill_generated.h"\n' + kernel_sources(variants, "rill", fixed))
     return [source]
 
 
@@ -218,11 +218,12 @@ def dispatch_source(variants: Iterable[Variant]) -> tuple[str, dict[Variant, int
 
 
 def build_drivers(cc: str, build: Path, driver: Path, variants: Iterable[Variant], name: str,
-                  dispatch: str | None = None) -> dict[str, Path]:
+                  dispatch: str | None = None, fixed=()) -> dict[str, Path]:
     """One strict, sanitized (when possible) executable per rounding mode of `driver` with the
-    kernels of `variants` (rill_generated.h) and, if given, `dispatch` (kernel_dispatch.inc)."""
+    kernels of `variants` (rill_generated.h; plus `fixed` depthwise functions) and, if given,
+    `dispatch` (kernel_dispatch.inc)."""
     variants = sorted_variants(variants)
-    sources = write_kernels(build, variants)
+    sources = write_kernels(build, variants, fixed)
     if dispatch is not None:
         (build / "kernel_dispatch.inc").write_text(dispatch)
     san = SANITIZE if sanitizers_work(cc, build) else []

@@ -7,20 +7,22 @@ The cases cover every path of the kernel: dense convs at 1..11 output frames (fo
 blocks, one-frame blocks, the plain loop for a last block's odd channels and for padding
 frames), gemm as a pointwise conv, depthwise convs with kernels 3 and 5 walked along their
 dilation phases (ReLU and general output stages, phases of 1..6 outputs), other kernels and
-strides channel by channel, and few frames frame by frame; inputs and weights at their
-extremes, biases at the exactness bound, every accumulator an exact tie.
+strides channel by channel, and few frames frame by frame; the same depthwise cases through
+the functions generated per layer shape (their geometry constants); inputs and weights at
+their extremes, biases at the exactness bound, every accumulator an exact tie.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from c_drivers import MODES, build_drivers, dispatch_source, record, run_records
+from c_drivers import MODES, build_drivers, record, run_records
 from codegen.kernel_library import F32, KernelTypes, function_name, variant_suffix
-from codegen.kernel_select import Selection, select_for
+from codegen.kernel_select import Selection, fixed_depthwise, select_for
 from conftest import ROOT
 from runtime import weight_layout as wl
 from runtime.reference import kernels as ref
@@ -28,7 +30,6 @@ from runtime.reference import kernels as ref
 T = KernelTypes
 FX_TYPES = [T(8, 8, w=8), T(8, 8, w=F32), T(8, 16, w=8), T(8, 16, w=F32)]
 DRIVER_SRC = ROOT / "tests" / "c" / "kernel_driver.c"
-DISPATCH, OPS = dispatch_source([("conv1d_fx", t) for t in FX_TYPES])
 CONV_FIELDS = ref.PARAMS_FIELDS["conv1d"] + wl.LAYOUT_FIELDS
 I8 = (-128, 127)
 
@@ -49,7 +50,8 @@ def fx_case(op: str, p: dict, x, w, bias, shift, mode: str, y_bits: int, weights
     types = T(8, y_bits, w=F32 if weights == "f32" else 8)
     return dict(types=types, params=[conv[f] for f in CONV_FIELDS],
                 arrays=[np.asarray(x, np.int8), arrays["w"], arrays["bias"], arrays["scale"]],
-                want=np.asarray(want).reshape(-1), desc=f"{variant_suffix(types)} {desc} {p}")
+                want=np.asarray(want).reshape(-1), desc=f"{variant_suffix(types)} {desc} {p}",
+                fn=function_name("conv1d_fx", types), fixed=fixed_depthwise(conv, types))
 
 
 def exact_bias(rng, w: np.ndarray, c_out: int, big: bool) -> np.ndarray:
@@ -170,7 +172,38 @@ def edge_cases(mode: str) -> list[dict]:
 
 
 def all_cases(mode: str) -> list[dict]:
-    return random_cases(mode, 160) + tie_cases(mode) + edge_cases(mode)
+    """Every case through conv1d_fx, and again through its fixed-shape function where the code
+    generator would call one (depthwise kernels 3 and 5: codegen/kernel_select.py)."""
+    cases = random_cases(mode, 160) + tie_cases(mode) + edge_cases(mode)
+    fixed = [dict(c, fn=function_name(c["fixed"].family, c["types"]),
+                  desc=f"{c['fixed'].family} {c['desc']}") for c in cases if c["fixed"]]
+    return cases + fixed
+
+
+FIXED = {c["fixed"] for c in all_cases("half_even") if c["fixed"]}
+FUNCTIONS = sorted({function_name("conv1d_fx", t) for t in FX_TYPES}
+                   | {function_name(f.family, f.types) for f in FIXED})
+OPS = {fn: 100 + i for i, fn in enumerate(FUNCTIONS)}
+
+
+def dispatch_source() -> str:
+    """kernel_driver.c's dispatch: one op per function, each a conv1d_fx call."""
+    cases = "".join(
+        f"    case {OPS[fn]}: {{\n        rill_conv1d_params_t p;\n"
+        "        rill_expect(np * 4 == (int32_t)sizeof p && na == 4, record);\n"
+        f"        memcpy(&p, pr, sizeof p);\n        {fn}(&p, a[0], a[1], a[2], a[3], out);\n"
+        "        break;\n    }\n" for fn in FUNCTIONS)
+    return ("static int rill_call_variant(int32_t op, const int32_t *pr, int32_t np, void **a,\n"
+            "                             int32_t na, void *out, long record)\n{\n"
+            "    switch (op) {\n" + cases + "    default:\n        return 0;\n    }\n"
+            "    return 1;\n}\n")
+
+
+def test_fixed_shapes_are_covered():
+    """The cases reach fixed-shape functions of both walkers, short and long phases."""
+    assert {f.kernel for f in FIXED} == {3, 5}
+    assert any(f.frames <= 2 * f.dilation for f in FIXED)
+    assert any(f.frames >= 5 * f.dilation for f in FIXED)
 
 
 # ------------------------------------------------------------------------------- host
@@ -179,13 +212,13 @@ def all_cases(mode: str) -> list[dict]:
 def host_drivers(tmp_path_factory) -> dict[str, Path]:
     build = tmp_path_factory.mktemp("fx_driver")
     return build_drivers("gcc", build, DRIVER_SRC, [("conv1d_fx", t) for t in FX_TYPES],
-                         "fx_driver", DISPATCH)
+                         "fx_driver", dispatch_source(), fixed=FIXED)
 
 
 def run_host(exe: Path, cases: list[dict]) -> list[np.ndarray]:
     dtypes = [np.int8 if c["types"].y == 8 else np.int16 for c in cases]
     sizes = [c["want"].size * np.dtype(dt).itemsize for c, dt in zip(cases, dtypes)]
-    records = [record(OPS[("conv1d_fx", c["types"])], c["params"], c["arrays"], size)
+    records = [record(OPS[c["fn"]], c["params"], c["arrays"], size)
                for c, size in zip(cases, sizes)]
     raw = run_records(exe, records, sizes, "fx_driver")
     return [np.frombuffer(b, dtype=dt) for b, dt in zip(raw, dtypes)]
@@ -224,8 +257,8 @@ def rv32_machine(tmp_path_factory):
     work = tmp_path_factory.mktemp("fx_rv32")
     variants = [("conv1d_fx", t) for t in FX_TYPES]
     (work / "k.h").write_text("#ifndef K_H\n#define K_H\n#define RILL_ROUNDING 0\n"
-                              + kernel_header("rill", variants) + "#endif\n")
-    (work / "k.c").write_text('#include "k.h"\n' + kernel_sources(variants, "rill"))
+                              + kernel_header("rill", variants, FIXED) + "#endif\n")
+    (work / "k.c").write_text('#include "k.h"\n' + kernel_sources(variants, "rill", FIXED))
     (work / "main.c").write_text("int main(void);\nint main(void)\n{\n    return 0;\n}\n")
     return Rv32Machine(build_elf([work / "k.c", work / "main.c"], [work], work / "fx.elf"))
 
@@ -242,8 +275,7 @@ def test_fx_on_rv32_equals_the_integer_reference(rv32_machine, mode):
         ptrs = [m.alloc(np.ascontiguousarray(a)) for a in c["arrays"]]
         dtype = np.int8 if c["types"].y == 8 else np.int16
         out = m.alloc(c["want"].size * np.dtype(dtype).itemsize)
-        m.call(function_name("conv1d_fx", c["types"]),
-               m.alloc(np.asarray(c["params"], np.int32)), *ptrs, out)
+        m.call(c["fn"], m.alloc(np.asarray(c["params"], np.int32)), *ptrs, out)
         outs.append(m.read_array(out, dtype, c["want"].size))
     check(cases, outs, f"rv32 {mode}")
 
@@ -310,3 +342,27 @@ def test_selection_follows_the_target():
     assert plain.family == "conv1d" and plain.params["wblock"] == wl.DENSE_BLOCK
     logical = select_for("conv1d", s8, p, named, "half_even", Selection(layouts=False))
     assert logical.params["wblock"] == 1 and logical.arrays["w"] is named["w"]
+
+
+# ------------------------------------------------------------------------- the CLI's choice
+
+def test_compact_weights_keep_int8_weights(compiled, example_model, example_calib):
+    """At one frame per call the esp32p4's dense layers hold float32 weights (4 bytes each) by
+    default; --compact-weights keeps them int8 on the integer kernels (depthwise taps stay
+    float32: a few bytes); report.json names each layer's kernel and counts what is emitted."""
+    runs = {}
+    for key, extra in (("fx_default_c1", ()), ("fx_compact_c1", ("--compact-weights",))):
+        c = compiled(key, example_model, "--chunk", "1", "--calib", str(example_calib), *extra,
+                     name="fxw")
+        assert c.rc == 0, c.stderr
+        runs[key] = json.loads((c.component / "report.json").read_text())
+    default, compact = runs["fx_default_c1"], runs["fx_compact_c1"]
+    kernels = {r: {layer.get("kernel") for layer in runs[r]["layers"]} for r in runs}
+    assert "conv1d_fx_x8wf32y8" in kernels["fx_default_c1"]
+    assert "conv1d_s8" in kernels["fx_compact_c1"] and "gemm_s8" in kernels["fx_compact_c1"]
+    f32 = {r: sum(layer.get("kernel") == "conv1d_fx_x8wf32y8" for layer in runs[r]["layers"])
+           for r in runs}
+    assert f32["fx_compact_c1"] == 3 < f32["fx_default_c1"]  # the example's 3 depthwise convs
+    assert compact["weight_bytes"] < default["weight_bytes"] <= 5 * compact["weight_bytes"]
+    for r in (default, compact):
+        assert r["weight_bytes"] == sum(layer["weight_bytes"] for layer in r["layers"])

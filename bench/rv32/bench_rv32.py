@@ -175,22 +175,39 @@ def reference_source(family: str, types: KernelTypes) -> str:
     return instantiate(family, types)
 
 
-def write_kernel_library(work: Path, prefix: str, variants, reference: bool) -> tuple[Path, Path]:
+def write_kernel_library(work: Path, prefix: str, variants, reference: bool,
+                         fixed=()) -> tuple[Path, Path]:
     header = work / f"{prefix}_generated.h"
     guard = f"{prefix.upper()}_GENERATED_H"
     header.write_text(f"#ifndef {guard}\n#define {guard}\n#define RILL_ROUNDING {ROUNDING_MACRO}\n"
-                      + kernel_header(prefix, variants) + "#endif\n")
+                      + kernel_header(prefix, variants, fixed) + "#endif\n")
     source = work / f"{prefix}_generated.c"
     body = ("\n".join(rename(reference_source(f, t), prefix) for f, t in variants) if reference
-            else kernel_sources(variants, prefix))
+            else kernel_sources(variants, prefix, fixed))
     source.write_text(f'#include "{prefix}_generated.h"\n' + body)
     return header, source
+
+
+def fixed_shapes() -> set:
+    """The depthwise layer shapes the code generator compiles with constant geometry among the
+    kernel cases (codegen/kernel_select.py)."""
+    shapes = set()
+    for i, case in enumerate(kernel_cases()):
+        if case.family in weight_layout.LAYOUT_FAMILIES:
+            params, arrays, _ = case.args(np.random.default_rng(1000 + i))
+            x, *named = arrays
+            kc = select_for(case.family, dict(KERNEL_VARIANTS)[case.family], params,
+                            dict(zip(("w", "bias", "shift"), named)), MODE, SELECTION)
+            if kc.fixed is not None:
+                shapes.add(kc.fixed)
+    return shapes
 
 
 def build_kernel_elf(work: Path) -> Path:
     """Rill's kernels (prefix rill) and the reference ones (prefix ref) in one ELF."""
     work.mkdir(parents=True, exist_ok=True)
-    _, ours = write_kernel_library(work, "rill", KERNEL_VARIANTS + FX_VARIANTS, reference=False)
+    _, ours = write_kernel_library(work, "rill", KERNEL_VARIANTS + FX_VARIANTS, reference=False,
+                                   fixed=fixed_shapes())
     _, ref = write_kernel_library(work, "ref", KERNEL_VARIANTS, reference=True)
     main = work / "main.c"
     main.write_text("int main(void);\nint main(void)\n{\n    return 0;\n}\n")
@@ -207,7 +224,7 @@ def kernel_call(family: str, types: KernelTypes, params: dict, arrays: list[np.n
     x, *named = arrays
     kc = select_for(family, types, params, dict(zip(("w", "bias", "shift"), named)), MODE,
                     SELECTION if ours else Selection(layouts=False))
-    return (function_name(kc.family, kc.types, prefix), list(kc.params.values()),
+    return (kc.function(prefix), list(kc.params.values()),
             [x, *kc.arrays.values()])
 
 

@@ -273,10 +273,11 @@ static inline float rill_conv1d_fx_tap5_VARIANT(const rill_conv1d_fx_taps_VARIAN
  * loading one new input frame and keeping the other two in registers, rotated by unrolling
  * three outputs (no moves): per output, a load and a conversion, three multiply-adds and the
  * output stage. */
-static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw3quads_VARIANT(const rill_x_t *x0, int32_t c, int32_t d,
-                                                   const rill_w_t *w, const float *bias,
-                                                   float lo, float hi, int relu, rill_y_t *y0,
-                                                   int32_t n, int32_t quads)
+static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw3quads_VARIANT(const rill_x_t *x0, int32_t c,
+                                                               int32_t d, const rill_w_t *w,
+                                                               const float *bias, float lo,
+                                                               float hi, int relu, rill_y_t *y0,
+                                                               int32_t n, int32_t quads)
 {
     const int32_t xs = d * c, ys = d * c, q = n / d, r = n % d; /* phase p: q + (p < r) */
     const int32_t phases = d < n ? d : n;
@@ -289,10 +290,12 @@ static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw3quads_VARIANT(const rill_x_t *x
         for (p = 0; p < phases; ++p) {
             const rill_x_t *xp = x0 + p * c;
             rill_y_t *yp = y0 + p * c;
-            float a0 = xp[0], a1 = xp[1], a2 = xp[2], a3 = xp[3];
-            float b0 = xp[xs], b1 = xp[xs + 1], b2 = xp[xs + 2], b3 = xp[xs + 3];
-            float c0, c1, c2, c3;
-            for (xp += 2 * xs, m = q + (p < r); m >= 3; m -= 3) {
+            float a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3;
+            RILL_OPAQUE(xp);
+            RILL_OPAQUE(yp);
+            a0 = xp[0], a1 = xp[1], a2 = xp[2], a3 = xp[3], xp += xs; /* one pointer */
+            b0 = xp[0], b1 = xp[1], b2 = xp[2], b3 = xp[3], xp += xs;
+            for (m = q + (p < r); m >= 3; m -= 3) {
                 RILL_CONV1D_FX_DW3_STEP_VARIANT(a, b, c);
                 RILL_CONV1D_FX_DW3_STEP_VARIANT(b, c, a);
                 RILL_CONV1D_FX_DW3_STEP_VARIANT(c, a, b);
@@ -319,11 +322,13 @@ static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw3quads_VARIANT(const rill_x_t *x
 
 /* Depthwise kernel 5, stride 1: as rill_conv1d_fx_dw3quads with `pairs` groups of two
  * channels (the taps, bias and five rotating inputs of two channels fill 22 registers),
- * rotated by unrolling five outputs. */
-static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw5pairs_VARIANT(const rill_x_t *x0, int32_t c, int32_t d,
-                                                   const rill_w_t *w, const float *bias,
-                                                   float lo, float hi, int relu, rill_y_t *y0,
-                                                   int32_t n, int32_t pairs)
+ * rotated by unrolling five outputs. The two walkers share their loops' shape but not their
+ * registers (named slots that the unrolled steps rotate), so each is written out. */
+static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw5pairs_VARIANT(const rill_x_t *x0, int32_t c,
+                                                               int32_t d, const rill_w_t *w,
+                                                               const float *bias, float lo,
+                                                               float hi, int relu, rill_y_t *y0,
+                                                               int32_t n, int32_t pairs)
 {
     const int32_t xs = d * c, ys = d * c, q = n / d, r = n % d; /* phase p: q + (p < r) */
     const int32_t phases = d < n ? d : n;
@@ -335,11 +340,22 @@ static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw5pairs_VARIANT(const rill_x_t *x
             const rill_x_t *xp = x0 + p * c;
             rill_y_t *yp = y0 + p * c;
             float r0, s0, r1, s1, r2, s2, r3, s3, r4, s4;
+            RILL_OPAQUE(xp);
+            RILL_OPAQUE(yp);
             r0 = xp[0], s0 = xp[1], xp += xs; /* one pointer along the phase */
             r1 = xp[0], s1 = xp[1], xp += xs;
             r2 = xp[0], s2 = xp[1], xp += xs;
             r3 = xp[0], s3 = xp[1], xp += xs;
-            for (m = q + (p < r); m >= 5; m -= 5) {
+            m = q + (p < r);
+            if (m <= 2) { /* a short phase (a dilation near the frame count): no loop */
+                RILL_CONV1D_FX_DW5_STEP_VARIANT(r4, s4, r0, r1, r2, r3, r4, s0, s1, s2, s3, s4);
+                if (m == 2) {
+                    RILL_CONV1D_FX_DW5_STEP_VARIANT(r0, s0, r1, r2, r3, r4, r0, s1, s2, s3, s4,
+                                                    s0);
+                }
+                continue;
+            }
+            for (; m >= 5; m -= 5) {
                 RILL_CONV1D_FX_DW5_STEP_VARIANT(r4, s4, r0, r1, r2, r3, r4, s0, s1, s2, s3, s4);
                 RILL_CONV1D_FX_DW5_STEP_VARIANT(r0, s0, r1, r2, r3, r4, r0, s1, s2, s3, s4, s0);
                 RILL_CONV1D_FX_DW5_STEP_VARIANT(r1, s1, r2, r3, r4, r0, r1, s2, s3, s4, s0, s1);
@@ -441,37 +457,77 @@ static RILL_NOINLINE void rill_conv1d_fx_dwframe_VARIANT(const rill_x_t *xt, int
  * [t_a, t_b) from RILL_CONV1D_FX_DW_FRAMES of them by kernel 3 in four channels and kernel 5
  * in two along the dilation phases (stride 1), the rest channel by channel; fewer, frame by
  * frame; then the frames that read padding by the plain loop. */
-static RILL_NOINLINE void rill_conv1d_fx_depthwise_VARIANT(const rill_conv1d_params_t *p,
-                                                          const rill_x_t *x, const rill_w_t *w,
-                                                          const float *bias, const float *scale,
-                                                          float lo, float hi, rill_frames_t f,
-                                                          rill_y_t *y)
+static void rill_conv1d_fx_depthwise_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x,
+                                             const rill_w_t *w, const float *bias,
+                                             const float *scale, float lo, float hi,
+                                             rill_frames_t f, rill_y_t *y)
 {
     const int32_t c = p->c_out, kernel = p->kernel, n = f.t_b - f.t_a;
     const int32_t fstep = p->stride * c, tstep = p->dilation * c;
     const rill_x_t *const x0 = x + (f.t_a * p->stride - p->pad_l) * c; /* tap 0, frame t_a */
     rill_y_t *const y0 = y + f.t_a * c;
-    int32_t co = 0, t;
+    const int walk = n >= RILL_CONV1D_FX_DW_FRAMES && p->stride == 1;
+    const int32_t group = walk && kernel == 3 ? 4 : walk && kernel == 5 ? 2 : 0;
+    int32_t co, t;
+    /* the outputs the walkers leave first, so that a walker is the last call (a tail call:
+     * no registers to keep around it) */
+    if (f.t_a > 0 || f.t_b < f.t_out) { /* the frames that read padding */
+        rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, 0, f.t_a, y);
+        rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, f.t_b, f.t_out, y);
+    }
     if (n < RILL_CONV1D_FX_DW_FRAMES) {
         for (t = 0; t < n; ++t) {
             rill_conv1d_fx_dwframe_VARIANT(x0 + t * fstep, tstep, w, kernel, bias, scale, lo, hi,
                                            y0 + t * c, c);
         }
-        co = c;
-    } else if (kernel == 3 && p->stride == 1) {
-        rill_conv1d_fx_dw3_VARIANT(x0, c, p->dilation, w, bias, lo, hi, y0, n, c / 4);
-        co = c - c % 4;
-    } else if (kernel == 5 && p->stride == 1) {
-        rill_conv1d_fx_dw5_VARIANT(x0, c, p->dilation, w, bias, lo, hi, y0, n, c / 2);
-        co = c - c % 2;
+        return;
     }
-    for (; co < c; ++co) {
+    for (co = group ? c - c % group : 0; co < c; ++co) { /* channels outside the groups */
         rill_conv1d_fx_dwchannel_VARIANT(x0 + co, fstep, tstep, w + co * kernel, kernel,
                                          bias[co], scale[co], lo, hi, y0 + co, c, n);
     }
+    if (group == 4) {
+        rill_conv1d_fx_dw3_VARIANT(x0, c, p->dilation, w, bias, lo, hi, y0, n, c / 4);
+    } else if (group == 2) {
+        rill_conv1d_fx_dw5_VARIANT(x0, c, p->dilation, w, bias, lo, hi, y0, n, c / 2);
+    }
+}
+
+/* The depthwise conv1d_fx of one layer with its geometry -- kernel 3 or 5, c channels,
+ * dilation d, n >= RILL_CONV1D_FX_DW_FRAMES interior frames, stride 1 -- as arguments that a
+ * generated function passes as constants (one per layer shape, codegen/kernel_library.py
+ * `FixedDepthwise`): the walkers then step by immediate offsets and unroll their phases. */
+static RILL_ALWAYS_INLINE void rill_conv1d_fx_fixed_VARIANT(const rill_conv1d_params_t *p,
+                                                         const rill_x_t *x, const rill_w_t *w,
+                                                         const float *bias, const float *scale,
+                                                         rill_y_t *y, int32_t kernel,
+                                                         int32_t c, int32_t d, int32_t n)
+{
+    const rill_frames_t f = rill_conv_frames(p->t_in, p->pad_l, p->pad_r, kernel, 1, d);
+    const rill_x_t *const x0 = x + (f.t_a - p->pad_l) * c; /* tap 0 of frame t_a */
+    rill_y_t *const y0 = y + f.t_a * c;
+    const int32_t group = kernel == 3 ? 4 : 2;
+    int32_t lo_i, hi_i, co;
+    float lo, hi;
+    rill_out_bounds(RILL_Y_MIN, RILL_Y_MAX, p->act_min, p->act_max, &lo_i, &hi_i);
+    lo = (float)lo_i;
+    hi = (float)hi_i;
     if (f.t_a > 0 || f.t_b < f.t_out) { /* the frames that read padding */
         rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, 0, f.t_a, y);
         rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, f.t_b, f.t_out, y);
+    }
+    for (co = c - c % group; co < c; ++co) { /* channels outside the groups */
+        rill_conv1d_fx_dwchannel_VARIANT(x0 + co, c, d * c, w + co * kernel, kernel, bias[co],
+                                         scale[co], lo, hi, y0 + co, c, n);
+    }
+    if (kernel == 3 && lo_i == 0) {
+        rill_conv1d_fx_dw3quads_VARIANT(x0, c, d, w, bias, lo, hi, 1, y0, n, c / 4);
+    } else if (kernel == 3) {
+        rill_conv1d_fx_dw3quads_VARIANT(x0, c, d, w, bias, lo, hi, 0, y0, n, c / 4);
+    } else if (lo_i == 0) {
+        rill_conv1d_fx_dw5pairs_VARIANT(x0, c, d, w, bias, lo, hi, 1, y0, n, c / 2);
+    } else {
+        rill_conv1d_fx_dw5pairs_VARIANT(x0, c, d, w, bias, lo, hi, 0, y0, n, c / 2);
     }
 }
 

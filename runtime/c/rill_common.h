@@ -39,12 +39,23 @@
 #endif
 
 
-/* Expanded at each call even when called twice: a body specialized by a constant argument
- * (conv1d_fx.c's walkers with and without ReLU). Only an optimization hint. */
+/* Expanded at each call even when called twice: a body specialized by constant arguments
+ * (conv1d_fx.c's walkers with and without ReLU, and with a layer's geometry: unused when no
+ * layer has a fixed shape, hence `unused`). Only an optimization hint (plain `inline`
+ * elsewhere). */
 #if defined(__GNUC__) || defined(__clang__)
-#define RILL_ALWAYS_INLINE __inline__ __attribute__((always_inline))
+#define RILL_ALWAYS_INLINE __inline__ __attribute__((always_inline, unused))
 #else
-#define RILL_ALWAYS_INLINE
+#define RILL_ALWAYS_INLINE inline
+#endif
+
+/* Hides how a pointer was computed from GCC's induction-variable analysis, which otherwise
+ * gives every load of an unrolled walk its own pointer (more registers, one add each). No code;
+ * empty for other compilers. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RILL_OPAQUE(p) __asm__("" : "+r"(p))
+#else
+#define RILL_OPAQUE(p) ((void)0)
 #endif
 
 /* floor(x / 2^s) for 0 <= s <= 63, without right-shifting a negative value. */

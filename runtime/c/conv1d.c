@@ -60,15 +60,7 @@ static inline void rill_conv1d_store8_VARIANT(rill_y_t *y, const int8_t *shift, 
  * RILL_CONV1D_BLOCK` wide when that is not 0), each [kernel][cg][width]: channel co's weight of
  * tap k and input i is at w + first*wrow + (k*cg + i)*width + (co - first), first = co's
  * block. The register blocks below cover the channels [0, n) in groups of 8 (4), each group
- * inside one block: `rill_conv1d_lanes_VARIANT` gives the group's first weight. */
-static inline const rill_w_t *rill_conv1d_lanes_VARIANT(const rill_w_t *w, int32_t co,
-                                                        int32_t c_out, int32_t wrow,
-                                                        int32_t k_cg, int32_t *width)
-{
-    const int32_t first = co - co % RILL_CONV1D_BLOCK;
-    *width = c_out - first < RILL_CONV1D_BLOCK ? c_out - first : RILL_CONV1D_BLOCK;
-    return w + first * wrow + k_cg * *width + (co - first);
-}
+ * inside one block: `rill_wblock_lane` (rill_common.h) gives the group's first weight. */
 
 /* Two interior frames (inputs x0 and x0 + fstep: their tap 0; outputs y0 and y0 + c_out) x
  * the channels [0, n), n a multiple of 8: 8 channels per register block, each weight loaded
@@ -82,7 +74,8 @@ static RILL_WIDE_BLOCK void rill_conv1d_pair8_VARIANT(const rill_x_t *x0, int32_
 {
     int32_t co, k, width;
     for (co = 0; co < n; co += 8) {
-        const rill_w_t *wp = rill_conv1d_lanes_VARIANT(w, co, c_out, kernel * cg, 0, &width);
+        const rill_w_t *wp =
+            w + rill_wblock_lane(co, c_out, RILL_CONV1D_BLOCK, kernel * cg, 0, &width);
         rill_acc_t a0 = bias[co], a1 = bias[co + 1], a2 = bias[co + 2], a3 = bias[co + 3];
         rill_acc_t a4 = bias[co + 4], a5 = bias[co + 5], a6 = bias[co + 6], a7 = bias[co + 7];
         rill_acc_t b0 = a0, b1 = a1, b2 = a2, b3 = a3, b4 = a4, b5 = a5, b6 = a6, b7 = a7;
@@ -121,7 +114,8 @@ static RILL_NOINLINE void rill_conv1d_pair4_VARIANT(const rill_x_t *x0, int32_t 
 {
     int32_t co, k, width;
     for (co = 0; co < n; co += 4) {
-        const rill_w_t *wp = rill_conv1d_lanes_VARIANT(w, co, c_out, kernel * cg, 0, &width);
+        const rill_w_t *wp =
+            w + rill_wblock_lane(co, c_out, RILL_CONV1D_BLOCK, kernel * cg, 0, &width);
         rill_acc_t a0 = bias[co], a1 = bias[co + 1], a2 = bias[co + 2], a3 = bias[co + 3];
         rill_acc_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
         rill_y_t *const ya = y0 + co;
@@ -164,7 +158,7 @@ static RILL_WIDE_BLOCK void rill_conv1d_one_VARIANT(const rill_x_t *x0, int32_t 
     int32_t co = 0, k, width;
     for (; co + 16 <= n && !RILL_CONV1D_WIDE_VARIANT; co += 16) {
         const rill_w_t *wp =
-            rill_conv1d_lanes_VARIANT(w, co, c_out, kernel * cg, k_lo * cg, &width);
+            w + rill_wblock_lane(co, c_out, RILL_CONV1D_BLOCK, kernel * cg, k_lo * cg, &width);
         rill_acc_t a0 = bias[co], a1 = bias[co + 1], a2 = bias[co + 2], a3 = bias[co + 3];
         rill_acc_t a4 = bias[co + 4], a5 = bias[co + 5], a6 = bias[co + 6], a7 = bias[co + 7];
         rill_acc_t b0 = bias[co + 8], b1 = bias[co + 9], b2 = bias[co + 10];
@@ -189,7 +183,7 @@ static RILL_WIDE_BLOCK void rill_conv1d_one_VARIANT(const rill_x_t *x0, int32_t 
     }
     for (; co < n; co += 8) {
         const rill_w_t *wp =
-            rill_conv1d_lanes_VARIANT(w, co, c_out, kernel * cg, k_lo * cg, &width);
+            w + rill_wblock_lane(co, c_out, RILL_CONV1D_BLOCK, kernel * cg, k_lo * cg, &width);
         rill_acc_t a0 = bias[co], a1 = bias[co + 1], a2 = bias[co + 2], a3 = bias[co + 3];
         rill_acc_t a4 = bias[co + 4], a5 = bias[co + 5], a6 = bias[co + 6], a7 = bias[co + 7];
         for (k = 0; k < taps; ++k) {
@@ -319,9 +313,8 @@ static RILL_NOINLINE void rill_conv1d_plain_VARIANT(const rill_conv1d_params_t *
     int32_t k_lo, k_hi, k, i, co;
     rill_tap_range(t0, p->t_in, p->dilation, p->kernel, &k_lo, &k_hi);
     for (co = co_a; co < co_b; ++co) {
-        const int32_t first = co - co % wb; /* the channel's block */
-        const int32_t width = c_out - first < wb ? c_out - first : wb;
-        const rill_w_t *wc = w + first * wrow + (co - first);
+        int32_t width;
+        const rill_w_t *wc = w + rill_wblock_lane(co, c_out, wb, wrow, 0, &width);
         const rill_x_t *xg = x + (co / og) * cg;
         rill_acc_t acc = bias[co];
         for (k = k_lo; k < k_hi; ++k) {
@@ -375,25 +368,21 @@ static void rill_conv1d_dense_VARIANT(const rill_conv1d_params_t *p, const rill_
 void rill_conv1d_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x, const rill_w_t *w,
                          const rill_acc_t *bias, const int8_t *shift, rill_y_t *y)
 {
-    const int32_t t_in = p->t_in, c_in = p->c_in, c_out = p->c_out, kernel = p->kernel;
+    const int32_t c_in = p->c_in, c_out = p->c_out, kernel = p->kernel;
     const int32_t stride = p->stride, dilation = p->dilation;
     const int32_t cg = c_in / p->groups;
     const int32_t og = c_out / p->groups;
-    const int32_t span = t_in + p->pad_l + p->pad_r - dilation * (kernel - 1) - 1;
-    const int32_t t_out = span < 0 ? 0 : span / stride + 1; /* no frame if input too short */
     const int32_t fstep = stride * c_in;   /* from one output frame's input to the next */
     const int32_t tstep = dilation * c_in; /* from one tap's input frame to the next */
     /* the blocked paths: the bias holds the rounding constant, or an int64 accumulator */
     const int blocked = RILL_CONV1D_WIDE_VARIANT || p->rq_bias;
-    int32_t lo, hi, t_a, t_b, t;
+    /* t_out frames; [t_a, t_b) those whose taps all read inside [0, t_in) */
+    const rill_frames_t f = rill_conv_frames(p->t_in, p->pad_l, p->pad_r, kernel, stride,
+                                             dilation);
+    const int32_t t_out = f.t_out, t_a = f.t_a, t_b = f.t_b;
+    int32_t lo, hi, t;
 
     rill_out_bounds(RILL_Y_MIN, RILL_Y_MAX, p->act_min, p->act_max, &lo, &hi);
-    /* [t_a, t_b): the output frames whose taps all read inside [0, t_in) */
-    t_a = p->pad_l <= 0 ? 0 : (p->pad_l + stride - 1) / stride;
-    t_b = t_in - 1 - dilation * (kernel - 1) + p->pad_l;
-    t_b = t_b < 0 ? 0 : t_b / stride + 1;
-    t_b = t_b > t_out ? t_out : t_b;
-    t_a = t_a > t_b ? t_b : t_a;
 
     if (blocked && p->groups == 1 && p->wblock == RILL_CONV1D_BLOCK) {
         for (t = 0; t < t_out;) {

@@ -133,9 +133,8 @@ static RILL_NOINLINE void rill_gemm_plain_VARIANT(const rill_gemm_params_t *p,
     const rill_x_t *xr = x + i * k;
     int32_t j, l;
     for (j = j_a; j < j_b; ++j) {
-        const int32_t first = j - j % wb; /* the output's block */
-        const int32_t width = n - first < wb ? n - first : wb;
-        const rill_w_t *wr = w + first * k + (j - first);
+        int32_t width;
+        const rill_w_t *wr = w + rill_wblock_lane(j, n, wb, k, 0, &width);
         rill_acc_t acc = bias[j];
         for (l = 0; l < k; ++l) {
             acc += (rill_acc_t)xr[l] * (rill_acc_t)wr[l * width];

@@ -424,23 +424,37 @@ static void rill_conv1d_fx_dwchannel_VARIANT(const rill_x_t *xt, int32_t fstep, 
     }
 }
 
+/* Depthwise, one interior frame across the c channels, kernel 3 (input xt: channel 0's tap 0;
+ * outputs yt[0..c)): three input pointers and the scaled taps walked together. */
+static RILL_ALWAYS_INLINE void rill_conv1d_fx_dwframe3_VARIANT(const rill_x_t *xt, int32_t tstep,
+                                                              const rill_w_t *w,
+                                                              const float *bias, float lo,
+                                                              float hi, int relu, rill_y_t *yt,
+                                                              int32_t c)
+{
+    const rill_x_t *x1 = xt + tstep, *x2 = x1 + tstep;
+    rill_y_t *const y_end = yt + c;
+    for (; yt != y_end; ++yt, ++xt, ++x1, ++x2, ++bias, w += 3) {
+        const float acc = *bias + (float)w[0] * (float)*xt + (float)w[1] * (float)*x1 +
+                          (float)w[2] * (float)*x2;
+        *yt = (rill_y_t)rill_conv1d_fx_outr_VARIANT(acc, lo, hi, relu);
+    }
+}
+
 /* Depthwise, one interior frame (input xt: its tap 0) across the c channels (weights w
- * [c][kernel]): outputs yt[0..c). */
+ * [c][kernel] and bias scaled by 2^-shift: scale is 1): outputs yt[0..c). */
 static RILL_NOINLINE void rill_conv1d_fx_dwframe_VARIANT(const rill_x_t *xt, int32_t tstep,
                                                         const rill_w_t *w, int32_t kernel,
-                                                        const float *bias, const float *scale,
-                                                        float lo, float hi, rill_y_t *yt,
-                                                        int32_t c)
+                                                        const float *bias, float lo, float hi,
+                                                        rill_y_t *yt, int32_t c)
 {
     int32_t co, k;
+    if (kernel == 3 && lo == 0.0f) {
+        rill_conv1d_fx_dwframe3_VARIANT(xt, tstep, w, bias, lo, hi, 1, yt, c);
+        return;
+    }
     if (kernel == 3) {
-        for (co = 0; co < c; ++co, w += 3) {
-            const rill_x_t *xk = xt + co;
-            const float acc = bias[co] + (float)w[0] * (float)xk[0] +
-                              (float)w[1] * (float)xk[tstep] +
-                              (float)w[2] * (float)xk[2 * tstep];
-            yt[co] = (rill_y_t)rill_conv1d_fx_out_VARIANT(acc * scale[co], lo, hi);
-        }
+        rill_conv1d_fx_dwframe3_VARIANT(xt, tstep, w, bias, lo, hi, 0, yt, c);
         return;
     }
     for (co = 0; co < c; ++co) {
@@ -449,7 +463,7 @@ static RILL_NOINLINE void rill_conv1d_fx_dwframe_VARIANT(const rill_x_t *xt, int
         for (k = 0; k < kernel; ++k, xk += tstep) {
             acc += (float)*w++ * (float)*xk;
         }
-        yt[co] = (rill_y_t)rill_conv1d_fx_out_VARIANT(acc * scale[co], lo, hi);
+        yt[co] = (rill_y_t)rill_conv1d_fx_out_VARIANT(acc, lo, hi);
     }
 }
 
@@ -477,7 +491,7 @@ static void rill_conv1d_fx_depthwise_VARIANT(const rill_conv1d_params_t *p, cons
     }
     if (n < RILL_CONV1D_FX_DW_FRAMES) {
         for (t = 0; t < n; ++t) {
-            rill_conv1d_fx_dwframe_VARIANT(x0 + t * fstep, tstep, w, kernel, bias, scale, lo, hi,
+            rill_conv1d_fx_dwframe_VARIANT(x0 + t * fstep, tstep, w, kernel, bias, lo, hi,
                                            y0 + t * c, c);
         }
         return;

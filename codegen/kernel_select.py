@@ -5,7 +5,8 @@ the Python reference computes from. The C call may differ, chosen at compile tim
 kernel that runs fastest on the target (runtime/weight_layout.py):
 
 - conv1d / gemm: their weights in the blocked layout of their register blocks and the rounding
-  constant in the bias (`weight_layout.c_step`);
+  constant in the bias (`weight_layout.c_step`); a gemm runs as the pointwise conv1d it is
+  (`weight_layout.gemm_as_conv`: one set of dense register blocks for both);
 - with `float_mac` (a core whose FPU has a fused multiply-add: Target.float_mac), an int8
   conv1d or gemm whose sums float32 holds exactly runs as `conv1d_fx` (runtime/c/conv1d_fx.c),
   bit-exact with the integer kernel (`weight_layout.fx_choice`).
@@ -86,6 +87,8 @@ def select_for(op: str, types: KernelTypes, params: dict, arrays: dict, rounding
             return KernelCall("conv1d_fx", fx_types, conv,
                               weight_layout.fx_arrays(op, params, arrays, weights, rounding),
                               fixed)
+    if op == "gemm":  # a pointwise conv over m frames: conv1d's register blocks serve both
+        op, params = "conv1d", weight_layout.gemm_as_conv(params)
     c_params, c_arrays = weight_layout.c_step(op, params, arrays, types.x, rounding)
     return KernelCall(op, types, c_params, c_arrays)
 

@@ -167,13 +167,19 @@ def fx_choice(op: str, params: dict, arrays: dict, x_bits: int,
     return "f32" if float_weights else None
 
 
+def gemm_as_conv(params: dict) -> dict:
+    """A gemm's params as the pointwise conv1d it is (x [m][k] = m frames of k channels, w
+    [n][k] = [c_out][1][c_in]): the code generator runs gemm steps on conv1d's kernels."""
+    return dict(t_in=params["m"], c_in=params["k"], c_out=params["n"], kernel=1, stride=1,
+                dilation=1, groups=1, pad_l=0, pad_r=0, act_min=params["act_min"],
+                act_max=params["act_max"])
+
+
 def fx_conv_params(op: str, params: dict) -> dict:
-    """The conv1d params of a conv1d/gemm step (gemm: a pointwise conv over m frames), with the
-    layout fields: dense weights in DENSE_BLOCK-channel blocks."""
+    """The conv1d params of a conv1d/gemm step (gemm: `gemm_as_conv`), with the layout fields:
+    dense weights in DENSE_BLOCK-channel blocks."""
     if op == "gemm":
-        params = dict(t_in=params["m"], c_in=params["k"], c_out=params["n"], kernel=1, stride=1,
-                      dilation=1, groups=1, pad_l=0, pad_r=0, act_min=params["act_min"],
-                      act_max=params["act_max"])
+        params = gemm_as_conv(params)
     _, _, dense = weight_rows("conv1d", params)
     return {**params, "wblock": DENSE_BLOCK if dense else 1, "rq_bias": 0}
 

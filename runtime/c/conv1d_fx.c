@@ -21,14 +21,16 @@
  *
  * Speed: dense convs compute four interior frames x 4 channels per register block (16 float
  * accumulators; each weight loaded once for the four frames), else one frame x 16 (4)
- * channels; depthwise convs with at least RILL_CONV1D_FX_DW_FRAMES interior frames walk
- * channel pairs along each dilation phase with kernels 3 and 5 (stride 1), each output
- * loading one new input frame and keeping the others in registers, the taps and bias scaled by
- * 2^-shift up front (exact); the rest (padding frames, a last block's odd channels, other
- * groupings) takes the plain loop. */
+ * channels; depthwise convs with kernels 3 and 5 (stride 1) and at least
+ * RILL_CONV1D_FX_DW_FRAMES interior frames walk groups of four (two) channels along each
+ * dilation phase, each output loading one new input frame and keeping the others in
+ * registers, the taps and bias scaled by 2^-shift at compile time -- through a generated
+ * function per layer shape that passes the geometry as constants (rill_conv1d_fx_fixed); the
+ * rest (padding frames, a last block's odd channels, other groupings) takes the plain loop. */
 
 #define RILL_CONV1D_FX_BLOCK 16   /* the dense weight blocks: weight_layout.DENSE_BLOCK */
-#define RILL_CONV1D_FX_DW_FRAMES 4 /* depthwise: channel pairs along frames from this many */
+#define RILL_CONV1D_FX_DW_FRAMES 4 /* depthwise: the phase walkers from this many interior
+                                    * frames (kernel_select.WALKER_FRAMES) */
 
 /* One output: the scaled float sum (exact) clamped to [lo, hi] and rounded half to even
  * (rill_fclamp, rill_rne: no branch, so outputs clamped by a ReLU cost no more). */
@@ -379,32 +381,6 @@ static RILL_ALWAYS_INLINE void rill_conv1d_fx_dw5pairs_VARIANT(const rill_x_t *x
 }
 #undef RILL_CONV1D_FX_DW5_STEP_VARIANT
 
-/* The walkers compiled on their own (their registers fill the FPU's 32), once with the ReLU
- * output stage and once with the general one. */
-static RILL_WIDE_BLOCK void rill_conv1d_fx_dw3_VARIANT(const rill_x_t *x0, int32_t c, int32_t d,
-                                                      const rill_w_t *w, const float *bias,
-                                                      float lo, float hi, rill_y_t *y0,
-                                                      int32_t n, int32_t quads)
-{
-    if (lo == 0.0f) {
-        rill_conv1d_fx_dw3quads_VARIANT(x0, c, d, w, bias, lo, hi, 1, y0, n, quads);
-    } else {
-        rill_conv1d_fx_dw3quads_VARIANT(x0, c, d, w, bias, lo, hi, 0, y0, n, quads);
-    }
-}
-
-static RILL_WIDE_BLOCK void rill_conv1d_fx_dw5_VARIANT(const rill_x_t *x0, int32_t c, int32_t d,
-                                                      const rill_w_t *w, const float *bias,
-                                                      float lo, float hi, rill_y_t *y0,
-                                                      int32_t n, int32_t pairs)
-{
-    if (lo == 0.0f) {
-        rill_conv1d_fx_dw5pairs_VARIANT(x0, c, d, w, bias, lo, hi, 1, y0, n, pairs);
-    } else {
-        rill_conv1d_fx_dw5pairs_VARIANT(x0, c, d, w, bias, lo, hi, 0, y0, n, pairs);
-    }
-}
-
 /* Depthwise: channel co's n interior outputs (x0: its tap 0 of the first, fstep apart;
  * outputs y0, ystep apart), any kernel and stride (tstep between taps). */
 static void rill_conv1d_fx_dwchannel_VARIANT(const rill_x_t *xt, int32_t fstep, int32_t tstep,
@@ -467,50 +443,12 @@ static RILL_NOINLINE void rill_conv1d_fx_dwframe_VARIANT(const rill_x_t *xt, int
     }
 }
 
-/* Depthwise, every output frame of the c channels (weights w [c][kernel]): the interior ones
- * [t_a, t_b) from RILL_CONV1D_FX_DW_FRAMES of them by kernel 3 in four channels and kernel 5
- * in two along the dilation phases (stride 1), the rest channel by channel; fewer, frame by
- * frame; then the frames that read padding by the plain loop. */
-static void rill_conv1d_fx_depthwise_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x,
-                                             const rill_w_t *w, const float *bias,
-                                             const float *scale, float lo, float hi,
-                                             rill_frames_t f, rill_y_t *y)
-{
-    const int32_t c = p->c_out, kernel = p->kernel, n = f.t_b - f.t_a;
-    const int32_t fstep = p->stride * c, tstep = p->dilation * c;
-    const rill_x_t *const x0 = x + (f.t_a * p->stride - p->pad_l) * c; /* tap 0, frame t_a */
-    rill_y_t *const y0 = y + f.t_a * c;
-    const int walk = n >= RILL_CONV1D_FX_DW_FRAMES && p->stride == 1;
-    const int32_t group = walk && kernel == 3 ? 4 : walk && kernel == 5 ? 2 : 0;
-    int32_t co, t;
-    /* the outputs the walkers leave first, so that a walker is the last call (a tail call:
-     * no registers to keep around it) */
-    if (f.t_a > 0 || f.t_b < f.t_out) { /* the frames that read padding */
-        rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, 0, f.t_a, y);
-        rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, f.t_b, f.t_out, y);
-    }
-    if (n < RILL_CONV1D_FX_DW_FRAMES) {
-        for (t = 0; t < n; ++t) {
-            rill_conv1d_fx_dwframe_VARIANT(x0 + t * fstep, tstep, w, kernel, bias, lo, hi,
-                                           y0 + t * c, c);
-        }
-        return;
-    }
-    for (co = group ? c - c % group : 0; co < c; ++co) { /* channels outside the groups */
-        rill_conv1d_fx_dwchannel_VARIANT(x0 + co, fstep, tstep, w + co * kernel, kernel,
-                                         bias[co], scale[co], lo, hi, y0 + co, c, n);
-    }
-    if (group == 4) {
-        rill_conv1d_fx_dw3_VARIANT(x0, c, p->dilation, w, bias, lo, hi, y0, n, c / 4);
-    } else if (group == 2) {
-        rill_conv1d_fx_dw5_VARIANT(x0, c, p->dilation, w, bias, lo, hi, y0, n, c / 2);
-    }
-}
-
 /* The depthwise conv1d_fx of one layer with its geometry -- kernel 3 or 5, c channels,
- * dilation d, n >= RILL_CONV1D_FX_DW_FRAMES interior frames, stride 1 -- as arguments that a
- * generated function passes as constants (one per layer shape, codegen/kernel_library.py
- * `FixedDepthwise`): the walkers then step by immediate offsets and unroll their phases. */
+ * dilation d, n >= RILL_CONV1D_FX_DW_FRAMES interior frames, stride 1 -- as arguments. A
+ * generated function passes them as constants (one per layer shape, codegen/kernel_library.py
+ * `FixedDepthwise`): the walkers then step by immediate offsets and unroll their phases;
+ * rill_conv1d_fx_walk passes them at run time. The walkers (ReLU or general output stage)
+ * run last: a tail call, no registers to keep around it. */
 static RILL_ALWAYS_INLINE void rill_conv1d_fx_fixed_VARIANT(const rill_conv1d_params_t *p,
                                                          const rill_x_t *x, const rill_w_t *w,
                                                          const float *bias, const float *scale,
@@ -542,6 +480,52 @@ static RILL_ALWAYS_INLINE void rill_conv1d_fx_fixed_VARIANT(const rill_conv1d_pa
         rill_conv1d_fx_dw5pairs_VARIANT(x0, c, d, w, bias, lo, hi, 1, y0, n, c / 2);
     } else {
         rill_conv1d_fx_dw5pairs_VARIANT(x0, c, d, w, bias, lo, hi, 0, y0, n, c / 2);
+    }
+}
+
+/* rill_conv1d_fx_fixed on run-time geometry, compiled on its own (the walkers' registers fill
+ * the FPU's 32): what a depthwise layer without a generated function of its shape runs. */
+static RILL_WIDE_BLOCK void rill_conv1d_fx_walk_VARIANT(const rill_conv1d_params_t *p,
+                                                       const rill_x_t *x, const rill_w_t *w,
+                                                       const float *bias, const float *scale,
+                                                       rill_y_t *y, int32_t kernel, int32_t c,
+                                                       int32_t d, int32_t n)
+{
+    rill_conv1d_fx_fixed_VARIANT(p, x, w, bias, scale, y, kernel, c, d, n);
+}
+
+/* Depthwise, every output frame of the c channels (weights w [c][kernel]): kernels 3 and 5 at
+ * stride 1 with RILL_CONV1D_FX_DW_FRAMES interior frames or more by the phase walkers
+ * (rill_conv1d_fx_fixed); otherwise the interior frames channel by channel, or frame by frame
+ * when there are fewer, and the frames that read padding by the plain loop. */
+static void rill_conv1d_fx_depthwise_VARIANT(const rill_conv1d_params_t *p, const rill_x_t *x,
+                                             const rill_w_t *w, const float *bias,
+                                             const float *scale, float lo, float hi,
+                                             rill_frames_t f, rill_y_t *y)
+{
+    const int32_t c = p->c_out, kernel = p->kernel, n = f.t_b - f.t_a;
+    const int32_t fstep = p->stride * c, tstep = p->dilation * c;
+    const rill_x_t *const x0 = x + (f.t_a * p->stride - p->pad_l) * c; /* tap 0, frame t_a */
+    rill_y_t *const y0 = y + f.t_a * c;
+    int32_t co, t;
+    if ((kernel == 3 || kernel == 5) && p->stride == 1 && n >= RILL_CONV1D_FX_DW_FRAMES) {
+        rill_conv1d_fx_walk_VARIANT(p, x, w, bias, scale, y, kernel, c, p->dilation, n);
+        return;
+    }
+    if (f.t_a > 0 || f.t_b < f.t_out) { /* the frames that read padding */
+        rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, 0, f.t_a, y);
+        rill_conv1d_fx_frames_VARIANT(p, x, w, bias, scale, lo, hi, f.t_b, f.t_out, y);
+    }
+    if (n < RILL_CONV1D_FX_DW_FRAMES) {
+        for (t = 0; t < n; ++t) {
+            rill_conv1d_fx_dwframe_VARIANT(x0 + t * fstep, tstep, w, kernel, bias, lo, hi,
+                                           y0 + t * c, c);
+        }
+        return;
+    }
+    for (co = 0; co < c; ++co) {
+        rill_conv1d_fx_dwchannel_VARIANT(x0 + co, fstep, tstep, w + co * kernel, kernel,
+                                         bias[co], scale[co], lo, hi, y0 + co, c, n);
     }
 }
 
